@@ -1,0 +1,258 @@
+"""Refresh token rotation (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2).
+
+A presented token is spent by one conditional UPDATE whose row count decides the
+single winner, however many requests, workers or app instances race for it. The
+UPDATE comes first in the transaction: a read before it would let SQLite start a
+read transaction that cannot later be upgraded to a write, and would give MariaDB a
+snapshot older than the row the UPDATE locks.
+
+The winner inserts the successor, derived from the spent token with an HMAC, in the
+same transaction. A loser reads the row to learn why it lost. A token spent within
+the grace interval is a client retrying (a lost response, two tabs), answered with
+the same successor; after it, the token was stolen or replayed, and its whole family
+is revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import signals
+from .access_tokens import new_jti
+from .errors import InvalidGrant, TemporarilyUnavailable
+from .store import (
+    ClientInfo,
+    IssuedRefreshToken,
+    RevokeReason,
+    database_errors_as_unavailable,
+    revoke_family,
+    rowcount,
+    subject_of,
+)
+from .tokens import derive_successor, hash_refresh_token, is_well_formed, new_id
+
+if TYPE_CHECKING:
+    from .extension import State
+
+logger = logging.getLogger("flask_refresh")
+
+
+def rotate(
+    state: State, presented: str, *, now: datetime, client: ClientInfo
+) -> IssuedRefreshToken:
+    """Spend ``presented`` and return its successor in the same family.
+
+    :raises InvalidGrant: the token is unknown, expired, revoked, belongs to an
+        inactive user, or was spent before the grace interval (its family is then
+        revoked).
+    :raises TemporarilyUnavailable: the database failed; nothing was changed.
+    """
+    if not is_well_formed(presented):
+        logger.debug("Refresh rejected: the token is malformed.")
+        raise InvalidGrant()
+
+    models = state.models
+    token, family, user = models.token, models.family, models.user
+    token_hash = hash_refresh_token(presented)
+    successor = derive_successor(state.successor_key, presented)
+    successor_id = new_id()
+    jwt_id = new_jti()
+    client = client.truncated()
+    session = state.db.session
+
+    family_is_live = (
+        sa.select(family.id)
+        .where(
+            family.id == token.family_id,
+            family.revoked_at.is_(None),
+            family.expires_at > now,
+        )
+        .exists()
+    )
+    spend = (
+        sa.update(token)
+        .where(
+            token.token_hash == token_hash,
+            token.used_at.is_(None),
+            token.expires_at > now,
+            family_is_live,
+        )
+        .values(used_at=now, replaced_by_id=successor_id)
+        .execution_options(synchronize_session=False)
+    )
+
+    with database_errors_as_unavailable(state, "rotating a refresh token"):
+        if rowcount(session.execute(spend)) != 1:
+            session.rollback()
+            return _explain_loss(state, presented, token_hash, now=now)
+
+        parent, parent_family, owner = session.execute(
+            sa.select(token, family, user)
+            .join(family, family.id == token.family_id)
+            .join(user, getattr(user, models.user_id_attribute) == token.user_id)
+            .where(token.token_hash == token_hash)
+        ).one()
+
+        if not owner.is_active:
+            session.rollback()
+            logger.debug("Refresh rejected: user %s is inactive.", parent.user_id)
+            raise InvalidGrant("The user account is disabled.")
+
+        user_id = parent.user_id
+        family_id = parent_family.id
+        session_expires_at = parent_family.expires_at
+        expires_at = min(now + state.settings.idle_timeout, session_expires_at)
+        subject = subject_of(owner)
+
+        session.execute(
+            sa.insert(token).values(
+                id=successor_id,
+                token_hash=hash_refresh_token(successor),
+                family_id=family_id,
+                user_id=user_id,
+                jwt_id=jwt_id,
+                created_at=now,
+                expires_at=expires_at,
+                user_agent=client.user_agent,
+                ip_address=client.ip_address,
+            )
+        )
+        session.commit()
+
+    _send_rotated(user_id, family_id, retry=False)
+    return IssuedRefreshToken(
+        token=successor,
+        token_id=successor_id,
+        family_id=family_id,
+        jwt_id=jwt_id,
+        subject=subject,
+        user_id=user_id,
+        expires_at=expires_at,
+        session_expires_at=session_expires_at,
+        fresh=False,
+    )
+
+
+def _explain_loss(
+    state: State, presented: str, token_hash: str, *, now: datetime
+) -> IssuedRefreshToken:
+    """Decide what a token that the UPDATE did not spend gets instead."""
+    token, family = state.models.token, state.models.family
+
+    row = state.db.session.execute(
+        sa.select(token, family)
+        .join(family, family.id == token.family_id)
+        .where(token.token_hash == token_hash)
+    ).one_or_none()
+
+    if row is None:
+        logger.debug("Refresh rejected: unknown token.")
+        raise InvalidGrant()
+
+    spent, spent_family = row
+    if spent_family.revoked_at is not None:
+        logger.debug(
+            "Refresh rejected: family %s was revoked (%s).",
+            spent_family.id,
+            spent_family.revoked_reason,
+        )
+        raise InvalidGrant("The refresh token was revoked.")
+
+    if spent.used_at is not None:
+        return _handle_spent(state, presented, spent, spent_family, now=now)
+
+    if spent.expires_at <= now or spent_family.expires_at <= now:
+        logger.debug("Refresh rejected: token %s expired.", spent.id)
+        raise InvalidGrant("The refresh token expired.")
+
+    # Live and unspent, yet the UPDATE matched nothing: a concurrent transaction
+    # held the row and rolled back. Nothing was written, so the client may retry.
+    logger.info("Refresh of token %s lost to a rolled-back transaction.", spent.id)
+    raise TemporarilyUnavailable()
+
+
+def _handle_spent(
+    state: State, presented: str, spent: Any, spent_family: Any, *, now: datetime
+) -> IssuedRefreshToken:
+    """Answer a retry within the grace interval; treat anything else as reuse."""
+    models = state.models
+    within_grace = now - spent.used_at <= state.settings.reuse_grace
+
+    if within_grace and spent.replaced_by_id is not None:
+        row = state.db.session.execute(
+            sa.select(models.token, models.user)
+            .join(
+                models.user,
+                getattr(models.user, models.user_id_attribute) == models.token.user_id,
+            )
+            .where(models.token.id == spent.replaced_by_id)
+        ).one_or_none()
+
+        # Only the immediate predecessor of the live token qualifies: once the
+        # successor is spent too, an older token is reuse whatever its age.
+        if row is not None:
+            successor, owner = row
+            live = successor.used_at is None and successor.expires_at > now
+            if live and owner.is_active:
+                _send_rotated(spent.user_id, spent_family.id, retry=True)
+                return IssuedRefreshToken(
+                    token=derive_successor(state.successor_key, presented),
+                    token_id=successor.id,
+                    family_id=spent_family.id,
+                    jwt_id=new_jti(),
+                    subject=subject_of(owner),
+                    user_id=spent.user_id,
+                    expires_at=successor.expires_at,
+                    session_expires_at=spent_family.expires_at,
+                    fresh=False,
+                    retry=True,
+                )
+
+    _report_reuse(state, spent, spent_family, now=now)
+    raise InvalidGrant("The refresh token was already used.")
+
+
+def _report_reuse(
+    state: State, spent: Any, spent_family: Any, *, now: datetime
+) -> None:
+    report_only = state.settings.reuse_report_only
+    logger.warning(
+        "Refresh token reuse detected: user_id=%s family_id=%s token_id=%s"
+        " used_at=%s%s",
+        spent.user_id,
+        spent_family.id,
+        spent.id,
+        spent.used_at.isoformat(),
+        " (report-only mode: the family stays live)" if report_only else "",
+    )
+
+    revoked = False
+    if not report_only:
+        revoked = revoke_family(
+            state,
+            spent_family.id,
+            reason=RevokeReason.REUSE_DETECTED,
+            now=now,
+        )
+
+    signals.token_reuse_detected.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        user_id=spent.user_id,
+        family_id=spent_family.id,
+        token_id=spent.id,
+        revoked=revoked,
+    )
+
+
+def _send_rotated(user_id: Any, family_id: str, *, retry: bool) -> None:
+    signals.token_rotated.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        user_id=user_id,
+        family_id=family_id,
+        retry=retry,
+    )

@@ -1,0 +1,139 @@
+"""The token routes: login, refresh and logout."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from . import signals
+from .access_tokens import encode_access_token
+from .errors import InvalidGrant
+from .extension import State, get_state
+from .rotation import rotate
+from .store import (
+    ClientInfo,
+    IssuedRefreshToken,
+    RevokeReason,
+    family_of_token,
+    issue_family,
+    revoke_family,
+)
+from .token_request import TokenRequest
+from .tokens import is_well_formed
+
+logger = logging.getLogger("flask_refresh")
+
+#: Longest accepted username; longer ones cannot exist and are not looked up.
+MAX_USERNAME_LENGTH = 255
+
+blueprint = Blueprint("flask_refresh", __name__)
+
+
+def client_info() -> ClientInfo:
+    """Describe the client of the current request for the session list."""
+    return ClientInfo(
+        user_agent=request.user_agent.string or None,
+        ip_address=request.remote_addr,
+    )
+
+
+def token_response(state: State, issued: IssuedRefreshToken, now: datetime) -> Response:
+    """Build the RFC 6749 section 5.1 response for a new token pair."""
+    access = encode_access_token(
+        state.settings,
+        subject=issued.subject,
+        session_id=issued.family_id,
+        fresh=issued.fresh,
+        now=now,
+        jti=issued.jwt_id,
+    )
+    response = jsonify(
+        access_token=access.token,
+        token_type="Bearer",
+        expires_in=access.expires_in,
+        refresh_token=issued.token,
+        refresh_expires_in=_seconds_until(issued.expires_at, now),
+        session_expires_in=_seconds_until(issued.session_expires_at, now),
+    )
+    # RFC 6749 section 5.1: responses carrying tokens must not be cached.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _seconds_until(instant: datetime, now: datetime) -> int:
+    return max(0, int((instant - now).total_seconds()))
+
+
+@blueprint.post("/login")
+def login() -> Response:
+    """Exchange a username and password for a new session's tokens."""
+    state = get_state()
+    params = TokenRequest.from_request(request)
+    params.require_grant_type("password")
+    username = params.string(
+        state.settings.login_field, "username", max_length=MAX_USERNAME_LENGTH
+    )
+    password = params.string("password", max_length=state.settings.max_password_length)
+
+    user = state.auth.authenticate(username, password)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if user is None:
+        logger.debug("Login failed.")
+        signals.login_failed.send(app, username=username)
+        # One answer for unknown users, wrong passwords and inactive users, so that
+        # the response does not tell which accounts exist.
+        raise InvalidGrant("The username or password is incorrect.")
+
+    now = state.clock()
+    issued = issue_family(state, user, now=now, client=client_info())
+    signals.login_succeeded.send(
+        app, user_id=issued.user_id, family_id=issued.family_id
+    )
+    return token_response(state, issued, now)
+
+
+@blueprint.post("/refresh")
+def refresh() -> Response:
+    """Rotate a refresh token: spend it and return its successor."""
+    state = get_state()
+    params = TokenRequest.from_request(request)
+    params.require_grant_type("refresh_token")
+    presented = params.string(
+        "refresh_token", max_length=state.settings.max_token_length
+    )
+
+    now = state.clock()
+    issued = rotate(state, presented, now=now, client=client_info())
+    return token_response(state, issued, now)
+
+
+@blueprint.post("/logout")
+def logout() -> tuple[str, int]:
+    """Revoke the family of a refresh token.
+
+    The answer is 204 whether or not the token was known, as for RFC 7009
+    revocation, so that it tells an attacker nothing and a client can always
+    forget its tokens.
+    """
+    state = get_state()
+    params = TokenRequest.from_request(request)
+    presented = params.string(
+        "refresh_token", "token", max_length=state.settings.max_token_length
+    )
+
+    if is_well_formed(presented):
+        found = family_of_token(state, presented)
+        if found is not None:
+            family_id, user_id = found
+            revoke_family(
+                state,
+                family_id,
+                reason=RevokeReason.LOGOUT,
+                now=state.clock(),
+                user_id=user_id,
+            )
+
+    return "", 204
