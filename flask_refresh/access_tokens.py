@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import jwt
+from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
 from .errors import InvalidToken
 from .settings import Settings
@@ -160,5 +161,9 @@ def _describe(error: jwt.PyJWTError) -> str:
         return "The access token is not meant for this audience."
     if isinstance(error, jwt.InvalidIssuerError):
         return "The access token comes from another issuer."
+    if isinstance(error, InvalidSubjectError):
+        return "The sub claim must be a non-empty string."
+    if isinstance(error, InvalidJTIError):
+        return "The jti claim must be a non-empty string."
 
     return "The access token is malformed."

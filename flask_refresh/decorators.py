@@ -8,7 +8,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-import sqlalchemy as sa
 from flask import Request, g, request
 
 from .access_tokens import decode_access_token
@@ -20,7 +19,7 @@ from .errors import (
 )
 from .extension import State, get_state
 from .login_bridge import use_token_user
-from .store import database_errors_as_unavailable
+from .session_status import is_session_live
 
 logger = logging.getLogger("flask_refresh")
 
@@ -100,8 +99,9 @@ def verify_jwt_in_request(*, optional: bool = False, fresh: bool = False) -> Non
         return
 
     claims = decode_access_token(state.settings, token, now=state.clock())
-    if state.settings.check_revoked:
-        _check_session_live(state, claims["sid"])
+    if state.settings.check_revoked and not is_session_live(state, claims["sid"]):
+        logger.debug("Access token rejected: session %s is revoked.", claims["sid"])
+        raise InvalidToken("The session of this access token was revoked.")
 
     if fresh and not claims["fresh"]:
         raise InsufficientScope()
@@ -156,15 +156,3 @@ def bearer_token(request: Request, state: State) -> str | None:
         raise MalformedAuthorization("The bearer token has invalid characters.")
 
     return token
-
-
-def _check_session_live(state: State, session_id: str) -> None:
-    family = state.models.family
-    with database_errors_as_unavailable(state, "checking a session"):
-        revoked_at = state.db.session.execute(
-            sa.select(family.revoked_at).where(family.id == session_id)
-        ).one_or_none()
-
-    if revoked_at is None or revoked_at[0] is not None:
-        logger.debug("Access token rejected: session %s is revoked.", session_id)
-        raise InvalidToken("The session of this access token was revoked.")

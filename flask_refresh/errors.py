@@ -61,6 +61,14 @@ class UnsupportedGrantType(AuthError):
     default_description = "This grant type is not supported here."
 
 
+class SessionNotFound(AuthError):
+    """The session does not exist, is not live, or belongs to another user."""
+
+    status_code = 404
+    error = "not_found"
+    default_description = "No such session."
+
+
 class TemporarilyUnavailable(AuthError):
     """The database failed; nothing was changed and the client may retry."""
 

@@ -15,7 +15,9 @@ from flask_sqlalchemy import SQLAlchemy
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import AuthError, BearerError
+from .metrics import Metrics
 from .models import Models, build_models
+from .session_status import StatusCache, build_cache
 from .settings import Settings, load_settings
 from .store import RevokeReason, revoke_family, revoke_user_families
 from .tokens import successor_key
@@ -40,6 +42,9 @@ class State:
     settings: Settings
     models: Models
     successor_key: bytes
+    metrics: Metrics
+    #: Cache of session states for ``REFRESH_CHECK_REVOKED``; None when off.
+    status_cache: StatusCache | None = None
     #: The source of "now" for every expiry decision. Tests replace it to move time
     #: instead of sleeping.
     clock: Callable[[], datetime] = field(default=utc_now)
@@ -159,16 +164,24 @@ class RefreshAuth:
             settings=settings,
             models=self.models,
             successor_key=successor_key(settings.secret_key),
+            metrics=Metrics(),
+            status_cache=build_cache(
+                settings.redis_url, settings.revocation_cache_ttl.total_seconds()
+            ),
         )
         app.extensions[EXTENSION_KEY] = state
+        state.metrics.connect(app)
 
         with app.app_context():
             _enforce_sqlite_foreign_keys(self._db)
 
+        from . import session_views  # noqa: F401  (adds its routes to the blueprint)
+        from .cli import tokens_cli
         from .views import blueprint
 
         app.register_blueprint(blueprint, url_prefix=settings.url_prefix)
         app.register_error_handler(AuthError, _handle_auth_error)
+        app.cli.add_command(tokens_cli)
 
     def _bind(self, db: SQLAlchemy | None, user_model: type[Any] | None) -> None:
         if self._models is not None:

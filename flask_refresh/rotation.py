@@ -24,14 +24,13 @@ from flask import current_app
 
 from . import signals
 from .access_tokens import new_jti
+from .database import database_errors_as_unavailable, rowcount
 from .errors import InvalidGrant, TemporarilyUnavailable
 from .store import (
     ClientInfo,
     IssuedRefreshToken,
     RevokeReason,
-    database_errors_as_unavailable,
     revoke_family,
-    rowcount,
     subject_of,
 )
 from .tokens import derive_successor, hash_refresh_token, is_well_formed, new_id

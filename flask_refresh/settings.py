@@ -45,6 +45,9 @@ class Settings:
     realm: str | None
     max_token_length: int
     max_password_length: int
+    revocation_cache_ttl: timedelta
+    redis_url: str | None
+    purge_after: timedelta
 
 
 def _duration(key: str, value: object, *, allow_zero: bool = False) -> timedelta:
@@ -133,6 +136,9 @@ DEFAULTS: dict[str, object] = {
     "REFRESH_REALM": None,
     "REFRESH_MAX_TOKEN_LENGTH": 4096,
     "REFRESH_MAX_PASSWORD_LENGTH": 1024,
+    "REFRESH_REVOCATION_CACHE_TTL": timedelta(0),
+    "REFRESH_REDIS_URL": None,
+    "REFRESH_PURGE_AFTER": timedelta(days=14),
 }
 
 
@@ -211,4 +217,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         max_password_length=_positive_int(
             "REFRESH_MAX_PASSWORD_LENGTH", get("REFRESH_MAX_PASSWORD_LENGTH")
         ),
+        revocation_cache_ttl=duration("REFRESH_REVOCATION_CACHE_TTL", allow_zero=True),
+        redis_url=_optional_str("REFRESH_REDIS_URL", get("REFRESH_REDIS_URL")),
+        purge_after=duration("REFRESH_PURGE_AFTER", allow_zero=True),
     )

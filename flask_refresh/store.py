@@ -7,22 +7,18 @@ unless told otherwise, and roll back on any database error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from . import signals
 from .access_tokens import new_jti
-from .errors import TemporarilyUnavailable
+from .database import database_errors_as_unavailable, rowcount
+from .session_status import mark_revoked
 from .tokens import generate_refresh_token, hash_refresh_token, new_id
 
 if TYPE_CHECKING:
@@ -81,43 +77,6 @@ class IssuedRefreshToken:
 def subject_of(user: Any) -> str:
     """Return the access token ``sub`` for ``user``: Flask-Login's ``get_id()``."""
     return str(user.get_id())
-
-
-@contextmanager
-def database_errors_as_unavailable(state: State, action: str) -> Iterator[None]:
-    """Roll back and raise :class:`TemporarilyUnavailable` on a database error.
-
-    The transaction is rolled back, so a presented token that was being spent is
-    unspent again and the client can retry with it. Database errors fail closed.
-    """
-    try:
-        yield
-    except (DBAPIError, PoolTimeoutError) as error:
-        state.db.session.rollback()
-        logger.error(
-            "Database error while %s, answered 503: %s", action, describe_error(error)
-        )
-        raise TemporarilyUnavailable() from None
-
-
-def describe_error(error: Exception) -> str:
-    """Describe a database error for the log without the values it carried.
-
-    SQLAlchemy's messages include the statement parameters and drivers quote
-    duplicate key values, either of which can be a token digest.
-    """
-    if isinstance(error, DBAPIError):
-        original = error.orig
-        if isinstance(error, IntegrityError) or original is None:
-            return type(error).__name__
-        return f"{type(error).__name__}: {type(original).__name__}: {original}"
-
-    return type(error).__name__
-
-
-def rowcount(result: sa.Result[Any]) -> int:
-    """Return how many rows a DML statement matched."""
-    return cast(CursorResult[Any], result).rowcount
 
 
 def issue_family(
@@ -205,7 +164,7 @@ def revoke_family(
             state.db.session.commit()
 
     if revoked:
-        _report_revoked(owner, [family_id], reason)
+        _report_revoked(state, owner, [family_id], reason)
 
     return revoked
 
@@ -244,7 +203,7 @@ def revoke_user_families(
         if commit:
             state.db.session.commit()
 
-    _report_revoked(user_id, family_ids, reason)
+    _report_revoked(state, user_id, family_ids, reason)
     return len(family_ids)
 
 
@@ -261,7 +220,10 @@ def family_of_token(state: State, token: str) -> tuple[str, Any] | None:
     return None if row is None else (row[0], row[1])
 
 
-def _report_revoked(user_id: Any, family_ids: list[str], reason: str) -> None:
+def _report_revoked(
+    state: State, user_id: Any, family_ids: list[str], reason: str
+) -> None:
+    mark_revoked(state, family_ids)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     # A revocation caused by token reuse is a security event; a logout is routine.
     level = logging.WARNING if reason == RevokeReason.REUSE_DETECTED else logging.INFO
@@ -276,3 +238,60 @@ def _report_revoked(user_id: Any, family_ids: list[str], reason: str) -> None:
         signals.session_revoked.send(
             app, user_id=user_id, family_id=family_id, reason=reason
         )
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One live session of a user, as the session list shows it."""
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip_address: str | None
+
+
+def list_sessions(state: State, user_id: Any, *, now: datetime) -> list[SessionInfo]:
+    """Return the live sessions of a user, the most recently used first.
+
+    A session is live while it is not revoked, has not reached its absolute end and
+    its newest refresh token has not expired. Its last use is when that token was
+    issued, and the client shown is the one that obtained it.
+    """
+    family, token = state.models.family, state.models.token
+    with database_errors_as_unavailable(state, "listing sessions"):
+        rows = state.db.session.execute(
+            sa.select(family, token)
+            .join(token, sa.and_(token.family_id == family.id, token.used_at.is_(None)))
+            .where(
+                family.user_id == user_id,
+                family.revoked_at.is_(None),
+                family.expires_at > now,
+                token.expires_at > now,
+            )
+            .order_by(token.created_at.desc())
+        ).all()
+
+    return [
+        SessionInfo(
+            id=live_family.id,
+            created_at=live_family.created_at,
+            last_used_at=live_token.created_at,
+            expires_at=min(live_family.expires_at, live_token.expires_at),
+            user_agent=live_token.user_agent,
+            ip_address=live_token.ip_address,
+        )
+        for live_family, live_token in rows
+    ]
+
+
+def session_owner(state: State, session_id: str) -> Any | None:
+    """Return the user id of a session that is not revoked, or None."""
+    family = state.models.family
+    with database_errors_as_unavailable(state, "looking up a session"):
+        return state.db.session.execute(
+            sa.select(family.user_id).where(
+                family.id == session_id, family.revoked_at.is_(None)
+            )
+        ).scalar_one_or_none()

@@ -1,15 +1,16 @@
-"""The token routes: login, refresh and logout."""
+"""The token routes: login, refresh, logout and revocation."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import signals
-from .access_tokens import encode_access_token
-from .errors import InvalidGrant
+from .access_tokens import decode_access_token, encode_access_token
+from .errors import InvalidGrant, InvalidToken
 from .extension import State, get_state
 from .rotation import rotate
 from .store import (
@@ -19,6 +20,7 @@ from .store import (
     family_of_token,
     issue_family,
     revoke_family,
+    session_owner,
 )
 from .token_request import TokenRequest
 from .tokens import is_well_formed
@@ -137,3 +139,59 @@ def logout() -> tuple[str, int]:
             )
 
     return "", 204
+
+
+@blueprint.post("/revoke")
+def revoke() -> tuple[str, int]:
+    """Revoke a refresh or access token, as RFC 7009 describes.
+
+    Either kind revokes the whole session it belongs to. The answer is 200 for
+    unknown and invalid tokens too (RFC 7009 section 2.2). No client
+    authentication is asked for: holding a token is what entitles a client to
+    revoke it.
+    """
+    state = get_state()
+    params = TokenRequest.from_request(request)
+    presented = params.string("token", max_length=state.settings.max_token_length)
+    hint = params.params.get("token_type_hint")
+
+    # RFC 7009 section 2.1: the hint decides which kind is tried first; an
+    # unknown hint is ignored.
+    if hint == "access_token":
+        found = _session_of_access_token(state, presented) or _session_of_refresh_token(
+            state, presented
+        )
+    else:
+        found = _session_of_refresh_token(state, presented) or _session_of_access_token(
+            state, presented
+        )
+
+    if found is not None:
+        family_id, user_id = found
+        revoke_family(
+            state,
+            family_id,
+            reason=RevokeReason.REVOKED,
+            now=state.clock(),
+            user_id=user_id,
+        )
+
+    return "", 200
+
+
+def _session_of_refresh_token(state: State, token: str) -> tuple[str, Any] | None:
+    if not is_well_formed(token):
+        return None
+
+    return family_of_token(state, token)
+
+
+def _session_of_access_token(state: State, token: str) -> tuple[str, Any] | None:
+    try:
+        claims = decode_access_token(state.settings, token, now=state.clock())
+    except InvalidToken:
+        return None
+
+    session_id = claims["sid"]
+    user_id = session_owner(state, session_id)
+    return None if user_id is None else (session_id, user_id)
