@@ -2,8 +2,8 @@
 
 Verification follows RFC 8725: the algorithm list is pinned, the token type is
 checked in the header and in a claim, and every claim the library relies on must be
-present with the right JSON type. PyJWT checks the signature, issuer and audience;
-the time claims are checked here against the extension's clock, so that tests can
+present with the right JSON type. PyJWT checks the signature, issuer and audience.
+The time claims are checked here against the extension's clock, so that tests can
 move time instead of sleeping.
 """
 
@@ -90,8 +90,7 @@ def decode_access_token(
         not yet valid, or a claim is missing or of the wrong JSON type.
     """
     try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(
+        decoded = jwt.decode_complete(
             token,
             settings.secret_key,
             algorithms=[settings.algorithm],
@@ -110,6 +109,8 @@ def decode_access_token(
     except jwt.PyJWTError as error:
         raise InvalidToken(_describe(error)) from None
 
+    header: dict[str, Any] = decoded["header"]
+    claims: dict[str, Any] = decoded["payload"]
     if header.get("typ") != ACCESS_TOKEN_TYP or claims.get("type") != ACCESS_TOKEN_TYPE:
         raise InvalidToken("The token is not an access token.")
 

@@ -32,7 +32,7 @@ def database_errors_as_unavailable(state: State, action: str) -> Iterator[None]:
     except (DBAPIError, PoolTimeoutError) as error:
         state.db.session.rollback()
         logger.error(
-            "Database error while %s, answered 503: %s", action, describe_error(error)
+            "Database error while %s, responded 503: %s", action, describe_error(error)
         )
         raise TemporarilyUnavailable() from None
 

@@ -38,7 +38,7 @@ class AuthError(Exception):
         return response
 
 
-# Errors of the token endpoints: RFC 6749 section 5.2 answers them with 400.
+# Errors of the token endpoints, returned with status 400 (RFC 6749 section 5.2).
 
 
 class InvalidRequest(AuthError):
@@ -90,7 +90,7 @@ class BearerError(AuthError):
     status_code = 401
     error = "invalid_token"
     #: Whether the ``WWW-Authenticate`` challenge names the error. RFC 6750 section
-    #: 3.1 says a request with no credentials at all gets a bare challenge.
+    #: 3.1 requires a bare challenge for a request without any credentials.
     challenge_names_error: ClassVar[bool] = True
     #: The realm of the challenge; set from ``REFRESH_REALM`` by the handler.
     realm: str | None = None

@@ -35,7 +35,7 @@ def utc_now() -> datetime:
 
 @dataclass
 class State:
-    """What flask-refresh keeps for one app, in ``app.extensions["flask-refresh"]``."""
+    """Per-app state of flask-refresh, in ``app.extensions["flask-refresh"]``."""
 
     auth: RefreshAuth
     db: SQLAlchemy
@@ -90,7 +90,7 @@ class RefreshAuth:
 
     :param app: an app to initialise now, as every Flask extension allows.
     :param db: the host's :class:`~flask_sqlalchemy.SQLAlchemy` instance. The token
-        tables are defined on it, so Flask-Migrate sees them.
+        tables are defined on it, so Flask-Migrate includes them.
     :param user_model: the host's user model. It needs a single-column primary key,
         Flask-Login's ``get_id()`` and ``is_active``, and either a
         ``check_password(password)`` method or a :meth:`password_checker`.
@@ -280,7 +280,7 @@ class RefreshAuth:
         """Return the active user with these credentials, or None.
 
         Unknown users, wrong passwords and inactive users all cost one password
-        check and give the same answer.
+        check and return the same None.
         """
         user = self._load_user_by_name(username)
         if user is None:

@@ -2,11 +2,12 @@
 
 Flask-Login resolves ``current_user`` on first use by calling the login manager's
 ``_load_user``, which prefers the session cookie. In a request authenticated by an
-access token the token's user must win over any cookie, and the user should be
-loaded only if the view uses it, so that a view that does not touch
-``current_user`` costs no database query. So the manager's ``_load_user`` is wrapped
-once: during a token-authenticated request it loads the token's ``sub`` through the
-host's ``user_loader``, and otherwise it does what it always did.
+access token, the token's user must take precedence over any cookie. The user is
+also loaded only if the view uses it, so a view that does not touch
+``current_user`` costs no database query. For both reasons the manager's
+``_load_user`` is wrapped once. During a token-authenticated request the wrapper
+loads the token's ``sub`` through the host's ``user_loader``; otherwise it calls
+the original.
 
 NOTE: this relies on Flask-Login 0.6's private ``_load_user``, ``_user_callback``
 and ``_update_request_context_with_user``; the test suite exercises all three.

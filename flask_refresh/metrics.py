@@ -76,8 +76,8 @@ class Metrics:
                 self._counts["sessions_revoked"] += 1
                 self._revocations[str(reason)] += 1
 
-        # Blinker holds receivers weakly unless told otherwise; these closures have
-        # no other reference, so they are connected strongly.
+        # Blinker keeps weak references to receivers by default, and these closures
+        # have no other reference, so they are connected with weak=False.
         signals.login_succeeded.connect(on_login, sender=app, weak=False)
         signals.login_failed.connect(on_login_failed, sender=app, weak=False)
         signals.token_rotated.connect(on_rotated, sender=app, weak=False)

@@ -5,8 +5,8 @@ it is the unit of revocation. Each refresh token ever issued is one row, linked 
 family and to the host's user model. Only a SHA-256 digest of a token is stored.
 
 The models are built on the host's Flask-SQLAlchemy ``db``, so ``flask db migrate``
-sees them like any other model. Their columns are declared on the mixins below, which
-also give the library's own code its types.
+includes them like any other model. Their columns are declared on the mixins below,
+which also give the library's own code its types.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ snapshot older than the row the UPDATE locks.
 
 The winner inserts the successor, derived from the spent token with an HMAC, in the
 same transaction. A loser reads the row to learn why it lost. A token spent within
-the grace interval is a client retrying (a lost response, two tabs), answered with
-the same successor; after it, the token was stolen or replayed, and its whole family
-is revoked.
+the grace interval is a client retrying (a lost response, two tabs), and it gets
+the same successor again. After the interval, the token was stolen or replayed, so
+its whole family is revoked.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def _explain_loss(
 def _handle_spent(
     state: State, presented: str, spent: Any, spent_family: Any, *, now: datetime
 ) -> IssuedRefreshToken:
-    """Answer a retry within the grace interval; treat anything else as reuse."""
+    """Give a retry within the grace interval the same successor; else it is reuse."""
     models = state.models
     within_grace = now - spent.used_at <= state.settings.reuse_grace
 

@@ -1,12 +1,12 @@
-"""Whether an access token's session is still live, for ``REFRESH_CHECK_REVOKED``.
+"""Session liveness checks for ``REFRESH_CHECK_REVOKED``.
 
-One primary key lookup per request answers it. With ``REFRESH_REVOCATION_CACHE_TTL``
-set, answers are cached: "revoked" until the session would have ended anyway, because
-revocation is final, and "live" for the TTL. A revocation made through flask-refresh
-overwrites the cached answer at once. With ``REFRESH_REDIS_URL`` the cache is shared by
-every process and instance, so a revocation anywhere takes effect everywhere
-immediately; the in-process cache of another worker may still say "live" for up to
-the TTL.
+One primary key lookup per request tells whether an access token's session is live.
+With ``REFRESH_REVOCATION_CACHE_TTL`` set, results are cached: "revoked" until the
+session would have ended anyway, because revocation is final, and "live" for the
+TTL. A revocation made through flask-refresh overwrites the cached result at once.
+With ``REFRESH_REDIS_URL`` the cache is shared by every process and instance, so a
+revocation anywhere takes effect everywhere immediately. The in-process cache of
+another worker may still return "live" for up to the TTL.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_refresh")
 
-#: How long a "revoked" answer is cached: longer than any access token lives.
+#: How long a "revoked" result is cached: longer than any access token lives.
 REVOKED_TTL_SECONDS = 24 * 3600
 
 
 class StatusCache(Protocol):
-    """Where cached session states live."""
+    """A store for cached session states."""
 
     def get(self, session_id: str) -> bool | None:
         """Return True (live), False (revoked) or None (not cached)."""
@@ -77,7 +77,7 @@ class MemoryStatusCache:
 class RedisStatusCache:
     """A cache in Redis, shared by every process and app instance.
 
-    A Redis failure is logged and treated as a cache miss, so the database answers
+    A Redis failure is logged and treated as a cache miss, so the database is asked
     and nothing fails open.
     """
 

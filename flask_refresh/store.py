@@ -1,7 +1,7 @@
 """Database operations on families and refresh tokens, except rotation.
 
 Every function runs in ``db.session``. Functions that write commit before they return
-unless told otherwise, and roll back on any database error.
+unless ``commit=False`` is passed, and roll back on any database error.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ logger = logging.getLogger("flask_refresh")
 
 
 class RevokeReason(StrEnum):
-    """Why a family was revoked; stored in ``revoked_reason``."""
+    """Reason for revoking a family, stored in ``revoked_reason``."""
 
     LOGOUT = "logout"
     LOGOUT_ALL = "logout_all"
@@ -41,7 +41,7 @@ class RevokeReason(StrEnum):
 
 @dataclass(frozen=True)
 class ClientInfo:
-    """What is recorded about the client that obtained a token."""
+    """Client details recorded with a token: user agent and IP address."""
 
     user_agent: str | None = None
     ip_address: str | None = None

@@ -85,8 +85,8 @@ def login() -> Response:
     if user is None:
         logger.debug("Login failed.")
         signals.login_failed.send(app, username=username)
-        # One answer for unknown users, wrong passwords and inactive users, so that
-        # the response does not tell which accounts exist.
+        # The same response for unknown users, wrong passwords and inactive users,
+        # so that it does not reveal which accounts exist.
         raise InvalidGrant("The username or password is incorrect.")
 
     now = state.clock()
@@ -116,8 +116,8 @@ def refresh() -> Response:
 def logout() -> tuple[str, int]:
     """Revoke the family of a refresh token.
 
-    The answer is 204 whether or not the token was known, as for RFC 7009
-    revocation, so that it tells an attacker nothing and a client can always
+    The response is 204 whether or not the token was known, as for RFC 7009
+    revocation, so that it reveals nothing to an attacker and a client can always
     forget its tokens.
     """
     state = get_state()
@@ -145,7 +145,7 @@ def logout() -> tuple[str, int]:
 def revoke() -> tuple[str, int]:
     """Revoke a refresh or access token, as RFC 7009 describes.
 
-    Either kind revokes the whole session it belongs to. The answer is 200 for
+    Either kind revokes the whole session it belongs to. The response is 200 for
     unknown and invalid tokens too (RFC 7009 section 2.2). No client
     authentication is asked for: holding a token is what entitles a client to
     revoke it.
