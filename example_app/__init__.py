@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,7 @@ def development_secret(instance_path: str) -> str:
     ``FLASK_REFRESH_SECRET_KEY`` so that every instance signs with the same key.
     """
     path = Path(instance_path) / "refresh_secret_key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(64))
+    if not path.exists() and _create_secret_file(path):
         logger.warning(
             "FLASK_REFRESH_SECRET_KEY is not set; generated a development secret"
             " in %s.",
@@ -116,6 +115,27 @@ def development_secret(instance_path: str) -> str:
         )
 
     return path.read_text().strip()
+
+
+def _create_secret_file(path: Path) -> bool:
+    """Create ``path`` (mode 0600) with a new secret unless it exists already.
+
+    Several workers may start at once, as under ``gunicorn -w 2``. Each writes a
+    complete file under a temporary name and hard-links it to ``path``. The link
+    fails when ``path`` exists, so every worker reads the one secret that won, and
+    none reads a half-written file. Return whether this call created the file.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(64))
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
+
+    return True
 
 
 def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
+from flask.cli import AppGroup
 
 from . import db
 from .models import User
 
 
-@click.group()
+# AppGroup runs each command in an app context, also when it is invoked through
+# app.test_cli_runner() rather than the flask command.
+@click.group(cls=AppGroup)
 def users() -> None:
     """Manage user accounts."""
 

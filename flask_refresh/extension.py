@@ -151,10 +151,14 @@ class RefreshAuth:
             self._bind(db, user_model)
         assert self._db is not None
 
-        if "sqlalchemy" not in app.extensions:
+        # Flask-SQLAlchemy's init_app stores its instance under this key. Another
+        # db initialised on the app does not count, because the token models are
+        # defined on ours.
+        registered_db: object = app.extensions.get("sqlalchemy")
+        if registered_db is not self._db:
             raise RuntimeError(
-                "Call db.init_app(app) before auth.init_app(app): flask-refresh"
-                " stores its tokens through Flask-SQLAlchemy."
+                "Call db.init_app(app) before auth.init_app(app), with the db given"
+                " to RefreshAuth: flask-refresh stores its tokens through it."
             )
 
         settings = load_settings(app.config)
@@ -218,6 +222,8 @@ class RefreshAuth:
         :param user_id: when given, only a session of this user is revoked.
         :param commit: commit ``db.session``, including the caller's pending
             changes. Pass False to commit yourself, together with other changes.
+            The :data:`~flask_refresh.signals.session_revoked` signal is sent
+            either way, before your commit.
         """
         state = get_state()
         return revoke_family(
