@@ -123,7 +123,8 @@ def purge_command(batch_size: int, dry_run: bool) -> None:
         return
 
     token_count = _delete_in_batches(state, tokens, batch_size, "tokens")
-    # Families emptied by the token purge qualify only now, so count them after it.
+    # Tokens go first: deleting a family first would take its expired tokens with
+    # it through the foreign key's cascade, and the token count would miss them.
     family_count = _delete_in_batches(state, families, batch_size, "sessions")
     click.echo(
         f"Deleted {token_count} refresh token(s) and {family_count} session(s)"
@@ -138,12 +139,18 @@ def _expired_tokens(state: State, cutoff: datetime) -> sa.Select[Any]:
 
 def _ended_families(state: State, cutoff: datetime) -> sa.Select[Any]:
     family, token = state.models.family, state.models.token
-    has_tokens = sa.select(token.id).where(token.family_id == family.id).exists()
+    # Tokens the token purge deletes do not count, so that a dry run, which
+    # deletes none, counts the families that the token purge empties.
+    keeps_tokens = (
+        sa.select(token.id)
+        .where(token.family_id == family.id, token.expires_at >= cutoff)
+        .exists()
+    )
     return sa.select(family.id).where(
         sa.or_(
             family.expires_at < cutoff,
             family.revoked_at < cutoff,
-            sa.and_(family.created_at < cutoff, ~has_tokens),
+            sa.and_(family.created_at < cutoff, ~keeps_tokens),
         )
     )
 

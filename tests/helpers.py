@@ -76,3 +76,110 @@ def refresh(client: FlaskClient, refresh_token: str) -> Any:
 def bearer(access_token: str) -> dict[str, str]:
     """Return the Authorization header for an access token."""
     return {"Authorization": f"Bearer {access_token}"}
+
+
+# ---------------------------------------------------------------------------
+# Sessions, revocation and the revocation check
+# ---------------------------------------------------------------------------
+
+
+def verified_claims(access_token: str) -> dict[str, Any]:
+    """Check an access token's signature with the test key and return its claims.
+
+    The time claims are not checked, because tests move the app's clock ahead of
+    the real one.
+    """
+    import jwt
+
+    claims: dict[str, Any] = jwt.decode(
+        access_token,
+        SECRET_KEY,
+        algorithms=["HS256"],
+        options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+    )
+    return claims
+
+
+def session_of(access_token: str) -> str:
+    """Return the session (family) id in an access token's ``sid`` claim."""
+    return str(verified_claims(access_token)["sid"])
+
+
+def family_rows(app: Flask) -> list[Any]:
+    """Return every token family row, oldest first."""
+    import sqlalchemy as sa
+
+    from example_app import auth
+
+    with app.app_context():
+        family = auth.models.family
+        rows = db.session.execute(sa.select(family).order_by(family.id)).scalars()
+        return list(rows)
+
+
+def token_rows(app: Flask) -> list[Any]:
+    """Return every refresh token row, oldest first."""
+    import sqlalchemy as sa
+
+    from example_app import auth
+
+    with app.app_context():
+        token = auth.models.token
+        rows = db.session.execute(sa.select(token).order_by(token.id)).scalars()
+        return list(rows)
+
+
+class StatementCounter:
+    """Count the SQL statements the app's engines send while it is active."""
+
+    def __init__(self, app: Flask) -> None:
+        with app.app_context():
+            self.engines = list(db.engines.values())
+        self.statements: list[str] = []
+
+    def _record(self, *args: Any, **kwargs: Any) -> None:
+        # before_cursor_execute receives (conn, cursor, statement, parameters, ...).
+        self.statements.append(str(args[2]))
+
+    def __enter__(self) -> StatementCounter:
+        import sqlalchemy as sa
+
+        for engine in self.engines:
+            sa.event.listen(engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        import sqlalchemy as sa
+
+        for engine in self.engines:
+            sa.event.remove(engine, "before_cursor_execute", self._record)
+
+    @property
+    def count(self) -> int:
+        """How many statements were sent."""
+        return len(self.statements)
+
+
+# ---------------------------------------------------------------------------
+# DATABASE_URL values for the example app
+# ---------------------------------------------------------------------------
+
+#: The scheme a deployment would write in DATABASE_URL, without a driver, for
+#: each SQLAlchemy backend name of the test databases.
+DRIVERLESS_SCHEMES = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "mysql": "mariadb",
+}
+
+
+def driverless_url(database_url: str) -> str:
+    """Return ``database_url`` as DATABASE_URL would name it: no driver.
+
+    The example app must then pick the driver itself (psycopg, PyMySQL).
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    scheme = DRIVERLESS_SCHEMES[url.get_backend_name()]
+    return url.set(drivername=scheme).render_as_string(hide_password=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -11,7 +12,15 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import SECRET_KEY, FakeClock, bearer, create_user, login, refresh
+from helpers import (
+    SECRET_KEY,
+    FakeClock,
+    bearer,
+    create_user,
+    login,
+    refresh,
+    verified_claims,
+)
 
 from example_app import auth, db
 from example_app.models import User
@@ -358,3 +367,171 @@ def test_refreshed_access_token_opens_view(client: FlaskClient, alice: int) -> N
 
     assert response.status_code == 200
     assert response.json == {"id": alice, "username": "alice"}
+
+
+IDLE_HOUR = {"REFRESH_IDLE_TIMEOUT": 3600, "REFRESH_SESSION_LIFETIME": 30 * 24 * 3600}
+
+
+@pytest.mark.parametrize("config_overrides", [IDLE_HOUR])
+def test_idle_timeout_ends_unused_session(
+    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+) -> None:
+    first = login(client)
+    assert first["refresh_expires_in"] == 3600
+    assert first["session_expires_in"] == 30 * 24 * 3600
+
+    clock.advance(3601)
+    response = refresh(client, first["refresh_token"])
+
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "invalid_grant",
+        "error_description": "The refresh token expired.",
+    }
+    (family,) = family_rows(app)
+    # The absolute end is still 29 days away: only the idle timeout ended it.
+    assert family.expires_at - clock.now > timedelta(days=29)
+    assert family.revoked_at is None
+    assert all(row.used_at is None for row in token_rows(app))
+
+
+@pytest.mark.parametrize("config_overrides", [IDLE_HOUR])
+def test_each_refresh_restarts_idle_timeout(
+    client: FlaskClient, clock: FakeClock, alice: int
+) -> None:
+    token = login(client)["refresh_token"]
+
+    # Five refreshes 50 minutes apart outlive the one-hour idle timeout four times.
+    for step in range(1, 6):
+        clock.advance(3000)
+        response = refresh(client, token)
+        assert response.status_code == 200, step
+        body = response.json
+        assert body is not None
+        assert body["refresh_expires_in"] == 3600
+        assert body["session_expires_in"] == 30 * 24 * 3600 - step * 3000
+        token = body["refresh_token"]
+
+
+def test_retry_access_token_is_new_and_valid(
+    client: FlaskClient, clock: FakeClock, alice: int
+) -> None:
+    first = login(client)
+    second = refresh(client, first["refresh_token"]).json
+    assert second is not None
+
+    clock.advance(5)
+    retry = refresh(client, first["refresh_token"])
+
+    assert retry.status_code == 200
+    body = retry.json
+    assert body is not None
+    retry_claims = verified_claims(body["access_token"])
+    second_claims = verified_claims(second["access_token"])
+    assert retry_claims["jti"] != second_claims["jti"]
+    assert retry_claims["sid"] == second_claims["sid"]
+    assert retry_claims["fresh"] is False
+    assert retry_claims["iat"] == int(clock.now.timestamp())
+    assert retry_claims["exp"] == retry_claims["iat"] + 900
+    # The successor is not re-issued, so its expiry does not move with the retry.
+    assert body["refresh_expires_in"] == second["refresh_expires_in"] - 5
+    assert body["session_expires_in"] == second["session_expires_in"] - 5
+    assert retry.headers["Cache-Control"] == "no-store"
+    me = client.get("/api/me", headers=bearer(body["access_token"]))
+    assert me.status_code == 200
+    assert me.json == {"id": alice, "username": "alice"}
+
+
+def test_repeated_retries_add_no_row(
+    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+) -> None:
+    first = login(client)
+    second = refresh(client, first["refresh_token"]).json
+    assert second is not None
+
+    successors = []
+    for _ in range(3):
+        clock.advance(3)
+        response = refresh(client, first["refresh_token"])
+        assert response.status_code == 200
+        successors.append(response.json["refresh_token"])  # type: ignore[index]
+
+    assert successors == [second["refresh_token"]] * 3
+    parent, child = token_rows(app)
+    assert parent.token_hash == sha256(first["refresh_token"])
+    assert parent.replaced_by_id == child.id
+    assert child.token_hash == sha256(second["refresh_token"])
+    assert child.used_at is None
+    assert child.replaced_by_id is None
+    assert family_rows(app)[0].revoked_at is None
+
+
+def test_retry_successor_rotates_once(
+    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+) -> None:
+    first = login(client)
+    refresh(client, first["refresh_token"])
+    clock.advance(2)
+    retried = refresh(client, first["refresh_token"]).json
+    assert retried is not None
+
+    third = refresh(client, retried["refresh_token"])
+
+    assert third.status_code == 200
+    assert len(token_rows(app)) == 3
+    # The retry returned the one live successor, which is now spent, so the first
+    # token is no longer the immediate predecessor of a live token.
+    clock.advance(1)
+    assert refresh(client, first["refresh_token"]).status_code == 400
+    assert family_rows(app)[0].revoked_reason == "reuse_detected"
+
+
+@pytest.mark.parametrize(("seconds", "status"), [(10, 200), (10.001, 400)])
+def test_grace_interval_end_is_inclusive(
+    client: FlaskClient, clock: FakeClock, alice: int, seconds: float, status: int
+) -> None:
+    first = login(client)
+    refresh(client, first["refresh_token"])
+
+    clock.advance(seconds)
+    response = refresh(client, first["refresh_token"])
+
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize("config_overrides", [{"REFRESH_REUSE_GRACE": 0}])
+def test_zero_grace_makes_any_replay_reuse(
+    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+) -> None:
+    first = login(client)
+    refresh(client, first["refresh_token"])
+
+    clock.advance(0.001)
+    response = refresh(client, first["refresh_token"])
+
+    assert response.status_code == 400
+    assert family_rows(app)[0].revoked_reason == "reuse_detected"
+
+
+def test_retry_of_disabled_user_is_not_reuse(
+    app: Flask,
+    client: FlaskClient,
+    clock: FakeClock,
+    alice: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = login(client)
+    refresh(client, first["refresh_token"])
+    with app.app_context():
+        db.session.get(User, alice).active = False  # type: ignore[union-attr]
+        db.session.commit()
+
+    clock.advance(2)
+    with caplog.at_level(logging.WARNING, logger="flask_refresh"):
+        response = refresh(client, first["refresh_token"])
+
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error_description"] == "The user account is disabled."
+    assert family_rows(app)[0].revoked_at is None
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
