@@ -16,7 +16,7 @@ its whole family is revoked.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -86,6 +86,7 @@ def rotate(
     )
 
     with database_errors_as_unavailable(state, "rotating a refresh token"):
+        _use_read_committed(state)
         if rowcount(session.execute(spend)) != 1:
             session.rollback()
             return _explain_loss(state, presented, token_hash, now=now)
@@ -137,11 +138,39 @@ def rotate(
     )
 
 
+def _use_read_committed(state: State) -> None:
+    """Run the next transaction at READ COMMITTED on PostgreSQL and MariaDB.
+
+    The conditional UPDATEs' row locks are all the rotation needs, and stricter
+    levels turn waiting losers into errors. At MariaDB's default REPEATABLE READ
+    the spending UPDATE takes a next-key lock, and when the winner inserts its
+    successor into the token_hash gap that lock covers, InnoDB rolls back the
+    waiting losers as deadlock victims. At PostgreSQL's REPEATABLE READ or
+    SERIALIZABLE, every loser that waited for a row fails with a serialization
+    failure.
+    """
+    session = state.db.session()
+    # NOTE: a transaction the host app began in this request before the refresh
+    # keeps its isolation level, because it cannot change midway.
+    if session.in_transaction():
+        return
+
+    mapper = state.models.token
+    dialect_name = session.get_bind(mapper=mapper).dialect.name
+    if dialect_name in ("postgresql", "mysql", "mariadb"):
+        session.connection(
+            bind_arguments={"mapper": mapper},
+            execution_options={"isolation_level": "READ COMMITTED"},
+        )
+
+
 def _explain_loss(
     state: State, presented: str, token_hash: str, *, now: datetime
 ) -> IssuedRefreshToken:
     """Decide what a token that the UPDATE did not spend gets instead."""
     token, family = state.models.token, state.models.family
+    # Concurrent losers may all revoke the family as reuse.
+    _use_read_committed(state)
 
     row = state.db.session.execute(
         sa.select(token, family)
@@ -180,7 +209,10 @@ def _handle_spent(
 ) -> IssuedRefreshToken:
     """Give a retry within the grace interval the same successor; else it is reuse."""
     models = state.models
-    within_grace = now - spent.used_at <= state.settings.reuse_grace
+    grace = state.settings.reuse_grace
+    # A zero interval turns retries off. Without the first test, a concurrent
+    # loser that read the clock no later than the winner would count as a retry.
+    within_grace = grace > timedelta(0) and now - spent.used_at <= grace
 
     if within_grace and spent.replaced_by_id is not None:
         row = state.db.session.execute(
@@ -197,7 +229,12 @@ def _handle_spent(
         if row is not None:
             successor, owner = row
             live = successor.used_at is None and successor.expires_at > now
-            if live and owner.is_active:
+            # A client retrying after its user was disabled is not a thief, so it
+            # gets the response a first refresh would get, not a reuse alarm.
+            if live and not owner.is_active:
+                logger.debug("Refresh rejected: user %s is inactive.", spent.user_id)
+                raise InvalidGrant("The user account is disabled.")
+            if live:
                 _send_rotated(spent.user_id, spent_family.id, retry=True)
                 return IssuedRefreshToken(
                     token=derive_successor(state.successor_key, presented),

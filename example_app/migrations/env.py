@@ -9,18 +9,17 @@ from flask import current_app
 config = context.config
 
 # Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# This line sets up loggers basically. Loggers that exist already, such as the
+# app's and flask_refresh's when the migrations run inside the app's process,
+# stay enabled.
+fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 
 def get_engine():
-    try:
-        # this works with Flask-SQLAlchemy<3 and Alchemical
-        return current_app.extensions["migrate"].db.get_engine()
-    except (TypeError, AttributeError):
-        # this works with Flask-SQLAlchemy>=3
-        return current_app.extensions["migrate"].db.engine
+    # The project requires Flask-SQLAlchemy 3.1 or newer, where db.get_engine()
+    # is deprecated and warns.
+    return current_app.extensions["migrate"].db.engine
 
 
 def get_engine_url():
