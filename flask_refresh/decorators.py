@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -28,10 +29,8 @@ R = TypeVar("R")
 
 _CLAIMS_KEY = "_flask_refresh_claims"
 
-#: RFC 6750 section 2.1: the characters of a b64token.
-_B64TOKEN_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
-)
+#: RFC 6750 section 2.1: the b64token syntax of a bearer token.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def jwt_required(
@@ -136,13 +135,11 @@ def bearer_token(request: Request, state: State) -> str | None:
         scheme without a well-formed token.
     :raises InvalidToken: the token is longer than ``REFRESH_MAX_TOKEN_LENGTH``.
     """
-    values = request.headers.getlist("Authorization")
-    if not values:
+    value = request.headers.get("Authorization")
+    if value is None:
         return None
-    if len(values) > 1:
-        raise MalformedAuthorization("Send one Authorization header, not several.")
 
-    scheme, _, credentials = values[0].strip().partition(" ")
+    scheme, _, credentials = value.strip().partition(" ")
     # RFC 7235 section 2.1: the scheme is case-insensitive.
     if scheme.lower() != "bearer":
         return None
@@ -152,7 +149,10 @@ def bearer_token(request: Request, state: State) -> str | None:
         raise MalformedAuthorization("The Authorization header has no token.")
     if len(token) > state.settings.max_token_length:
         raise InvalidToken("The access token is too long.")
-    if not _B64TOKEN_CHARS.issuperset(token):
+    if _B64TOKEN.fullmatch(token) is None:
+        # WSGI servers join repeated headers with a comma, which no token contains.
+        if "," in token:
+            raise MalformedAuthorization("Send one Authorization header, not several.")
         raise MalformedAuthorization("The bearer token has invalid characters.")
 
     return token
