@@ -26,6 +26,13 @@ from . import signals
 from .access_tokens import new_jti
 from .database import database_errors_as_unavailable, rowcount
 from .errors import InvalidGrant, TemporarilyUnavailable
+from .rotation_sql import (
+    NOW,
+    SPENT_HASH,
+    SUCCESSOR_ID,
+    rotation_statements,
+    use_read_committed,
+)
 from .store import (
     ClientInfo,
     IssuedRefreshToken,
@@ -55,72 +62,49 @@ def rotate(
         logger.debug("Refresh rejected: the token is malformed.")
         raise InvalidGrant()
 
-    models = state.models
-    token, family, user = models.token, models.family, models.user
     token_hash = hash_refresh_token(presented)
     successor = derive_successor(state.successor_key, presented)
     successor_id = new_id()
     jwt_id = new_jti()
     client = client.truncated()
+    statements = rotation_statements(state.models)
     session = state.db.session
 
-    family_is_live = (
-        sa.select(family.id)
-        .where(
-            family.id == token.family_id,
-            family.revoked_at.is_(None),
-            family.expires_at > now,
-        )
-        .exists()
-    )
-    spend = (
-        sa.update(token)
-        .where(
-            token.token_hash == token_hash,
-            token.used_at.is_(None),
-            token.expires_at > now,
-            family_is_live,
-        )
-        .values(used_at=now, replaced_by_id=successor_id)
-        .execution_options(synchronize_session=False)
-    )
-
     with database_errors_as_unavailable(state, "rotating a refresh token"):
-        _use_read_committed(state)
-        if rowcount(session.execute(spend)) != 1:
+        use_read_committed(state)
+        spent = session.execute(
+            statements.spend,
+            {SPENT_HASH: token_hash, NOW: now, SUCCESSOR_ID: successor_id},
+        )
+        if rowcount(spent) != 1:
             session.rollback()
             return _explain_loss(state, presented, token_hash, now=now)
 
-        parent, parent_family, owner = session.execute(
-            sa.select(token, family, user)
-            .join(family, family.id == token.family_id)
-            .join(user, getattr(user, models.user_id_attribute) == token.user_id)
-            .where(token.token_hash == token_hash)
+        user_id, family_id, session_expires_at, owner = session.execute(
+            statements.read_spent, {SPENT_HASH: token_hash}
         ).one()
 
         if not owner.is_active:
             session.rollback()
-            logger.debug("Refresh rejected: user %s is inactive.", parent.user_id)
+            logger.debug("Refresh rejected: user %s is inactive.", user_id)
             raise InvalidGrant("The user account is disabled.")
 
-        user_id = parent.user_id
-        family_id = parent_family.id
-        session_expires_at = parent_family.expires_at
         expires_at = min(now + state.settings.idle_timeout, session_expires_at)
         subject = subject_of(owner)
 
         session.execute(
-            sa.insert(token).values(
-                id=successor_id,
-                token_hash=hash_refresh_token(successor),
-                family_id=family_id,
-                user_id=user_id,
-                jwt_id=jwt_id,
-                created_at=now,
-                expires_at=expires_at,
-                user_agent=client.user_agent,
-                ip_address=client.ip_address,
-            )
+            statements.insert_successor,
+            {
+                "id": successor_id,
+                "token_hash": hash_refresh_token(successor),
+                "family_id": family_id,
+                "user_id": user_id,
+                "jwt_id": jwt_id,
+                "created_at": now,
+                "expires_at": expires_at,
+                "user_agent": client.user_agent,
+                "ip_address": client.ip_address,
+            },
         )
         session.commit()
 
@@ -138,39 +122,13 @@ def rotate(
     )
 
 
-def _use_read_committed(state: State) -> None:
-    """Run the next transaction at READ COMMITTED on PostgreSQL and MariaDB.
-
-    The conditional UPDATEs' row locks are all the rotation needs, and stricter
-    levels turn waiting losers into errors. At MariaDB's default REPEATABLE READ
-    the spending UPDATE takes a next-key lock, and when the winner inserts its
-    successor into the token_hash gap that lock covers, InnoDB rolls back the
-    waiting losers as deadlock victims. At PostgreSQL's REPEATABLE READ or
-    SERIALIZABLE, every loser that waited for a row fails with a serialization
-    failure.
-    """
-    session = state.db.session()
-    # NOTE: a transaction the host app began in this request before the refresh
-    # keeps its isolation level, because it cannot change midway.
-    if session.in_transaction():
-        return
-
-    mapper = state.models.token
-    dialect_name = session.get_bind(mapper=mapper).dialect.name
-    if dialect_name in ("postgresql", "mysql", "mariadb"):
-        session.connection(
-            bind_arguments={"mapper": mapper},
-            execution_options={"isolation_level": "READ COMMITTED"},
-        )
-
-
 def _explain_loss(
     state: State, presented: str, token_hash: str, *, now: datetime
 ) -> IssuedRefreshToken:
     """Decide what a token that the UPDATE did not spend gets instead."""
     token, family = state.models.token, state.models.family
     # Concurrent losers may all revoke the family as reuse.
-    _use_read_committed(state)
+    use_read_committed(state)
 
     row = state.db.session.execute(
         sa.select(token, family)

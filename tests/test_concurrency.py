@@ -277,7 +277,18 @@ def test_race_under_strict_isolation(
     assert run.spends_per_trial == [1] * STRICT_ISOLATION_TRIALS
 
 
+#: The level of the transaction under way. MariaDB's ``SET TRANSACTION`` changes
+#: only the next transaction, which ``@@tx_isolation`` does not show, so the level
+#: is read from InnoDB's list of open transactions.
 ISOLATION_QUERIES = {
+    "postgresql": "SELECT current_setting('transaction_isolation')",
+    "mariadb": (
+        "SELECT trx_isolation_level FROM information_schema.innodb_trx"
+        " WHERE trx_mysql_thread_id = CONNECTION_ID()"
+    ),
+}
+#: The session's level, outside any transaction.
+SESSION_LEVEL_QUERIES = {
     "postgresql": "SELECT current_setting('transaction_isolation')",
     "mariadb": "SELECT @@session.tx_isolation",
 }
@@ -322,7 +333,7 @@ def test_rotation_runs_at_read_committed(app: Flask, backend: str) -> None:
     finally:
         sa.event.remove(engine, "after_cursor_execute", record_level)
     with app.app_context():
-        after = db.session.execute(sa.text(query)).scalar_one()
+        after = db.session.execute(sa.text(SESSION_LEVEL_QUERIES[backend])).scalar_one()
 
     assert response.status_code == 200
     assert [level.replace("-", " ").upper() for level in during] == ["READ COMMITTED"]
