@@ -47,7 +47,9 @@ def describe_error(error: Exception) -> str:
         original = error.orig
         if isinstance(error, IntegrityError) or original is None:
             return type(error).__name__
-        return f"{type(error).__name__}: {type(original).__name__}: {original}"
+        # The driver's class names its module: sqlite3.OperationalError, say.
+        driver_class = f"{type(original).__module__}.{type(original).__name__}"
+        return f"{type(error).__name__}: {driver_class}: {original}"
 
     return type(error).__name__
 

@@ -5,20 +5,16 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-from flask import Request, g, request
+from flask import g, request
 
 from .access_tokens import decode_access_token
-from .errors import (
-    InsufficientScope,
-    InvalidToken,
-    MalformedAuthorization,
-    MissingToken,
-)
-from .extension import State, get_state
+from .cookies import check_csrf
+from .credentials import bearer_token, find_access_token
+from .errors import InsufficientScope, InvalidToken, MissingToken
+from .extension import get_state
 from .login_bridge import use_token_user
 from .session_status import is_session_live
 
@@ -27,10 +23,9 @@ logger = logging.getLogger("flask_refresh")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_CLAIMS_KEY = "_flask_refresh_claims"
+__all__ = ["bearer_token", "get_claims", "jwt_required", "verify_jwt_in_request"]
 
-#: RFC 6750 section 2.1: the b64token syntax of a bearer token.
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_CLAIMS_KEY = "_flask_refresh_claims"
 
 
 def jwt_required(
@@ -82,22 +77,30 @@ def verify_jwt_in_request(*, optional: bool = False, fresh: bool = False) -> Non
 
     For use in ``before_request`` handlers and views that decide at run time.
 
+    The token is read from the places ``REFRESH_ACCESS_TOKEN_LOCATION`` lists. A
+    token from a cookie also needs the CSRF header on POST, PUT, PATCH and DELETE.
+
     :raises MissingToken: no token was sent and ``optional`` is false.
     :raises InvalidToken: the token is invalid, expired or revoked.
+    :raises CSRFError: a cookie carried the token of a state-changing request whose
+        CSRF header is missing or wrong.
     :raises InsufficientScope: ``fresh`` is true and the token is not fresh.
     """
     if request.method == "OPTIONS":
         return
 
     state = get_state()
-    token = bearer_token(request, state)
-    if token is None:
+    credential = find_access_token(request, state)
+    if credential is None:
         if not optional:
             raise MissingToken()
         setattr(g, _CLAIMS_KEY, {})
         return
 
-    claims = decode_access_token(state.settings, token, now=state.clock())
+    if credential.from_cookie:
+        check_csrf(request, state.settings)
+
+    claims = decode_access_token(state.settings, credential.token, now=state.clock())
     if state.settings.check_revoked and not is_session_live(state, claims["sid"]):
         logger.debug("Access token rejected: session %s is revoked.", claims["sid"])
         raise InvalidToken("The session of this access token was revoked.")
@@ -124,35 +127,3 @@ def get_claims() -> dict[str, Any]:
         )
 
     return cast(dict[str, Any], claims)
-
-
-def bearer_token(request: Request, state: State) -> str | None:
-    """Return the Bearer token of the ``Authorization`` header, or None.
-
-    A header with another scheme (Basic, say) counts as no token.
-
-    :raises MalformedAuthorization: the header is repeated, or names the Bearer
-        scheme without a well-formed token.
-    :raises InvalidToken: the token is longer than ``REFRESH_MAX_TOKEN_LENGTH``.
-    """
-    value = request.headers.get("Authorization")
-    if value is None:
-        return None
-
-    scheme, _, credentials = value.strip().partition(" ")
-    # RFC 7235 section 2.1: the scheme is case-insensitive.
-    if scheme.lower() != "bearer":
-        return None
-
-    token = credentials.strip()
-    if not token:
-        raise MalformedAuthorization("The Authorization header has no token.")
-    if len(token) > state.settings.max_token_length:
-        raise InvalidToken("The access token is too long.")
-    if _B64TOKEN.fullmatch(token) is None:
-        # WSGI servers join repeated headers with a comma, which no token contains.
-        if "," in token:
-            raise MalformedAuthorization("Send one Authorization header, not several.")
-        raise MalformedAuthorization("The bearer token has invalid characters.")
-
-    return token

@@ -69,6 +69,18 @@ class SessionNotFound(AuthError):
     default_description = "No such session."
 
 
+class CSRFError(AuthError):
+    """A state-changing request authenticated by a cookie failed the CSRF check.
+
+    The request must repeat the CSRF cookie's value in the CSRF header (the
+    double-submit pattern); a cross-site page cannot read the cookie to do so.
+    """
+
+    status_code = 403
+    error = "invalid_csrf_token"
+    default_description = "The CSRF token is missing or does not match."
+
+
 class TemporarilyUnavailable(AuthError):
     """The database failed; nothing was changed and the client may retry."""
 
@@ -79,6 +91,54 @@ class TemporarilyUnavailable(AuthError):
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "Retry-After": str(self.retry_after_seconds)}
+
+
+class LoginThrottled(AuthError):
+    """Too many failed logins for the submitted account or from the client address.
+
+    The description is the same for both limits, so that the response does not
+    tell which one applies.
+    """
+
+    status_code = 429
+    error = "too_many_requests"
+    default_description = (
+        "Too many failed logins. Retry after the number of seconds in Retry-After."
+    )
+
+    def __init__(self, retry_after_seconds: int, description: str | None = None):
+        super().__init__(description)
+        self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": str(self.retry_after_seconds)}
+
+
+class RequestTooLarge(AuthError):
+    """The body of a request to a token route is longer than allowed."""
+
+    status_code = 413
+    error = "invalid_request"
+    default_description = "The request body is too large."
+
+
+class MethodNotAllowed(AuthError):
+    """A route of flask-refresh got a method that it does not serve."""
+
+    status_code = 405
+    error = "invalid_request"
+
+    def __init__(self, allowed_methods: list[str]) -> None:
+        self.allowed_methods = sorted(allowed_methods)
+        super().__init__(
+            "This route does not serve that method. Allowed methods: "
+            + ", ".join(self.allowed_methods)
+            + "."
+        )
+
+    def headers(self) -> dict[str, str]:
+        # RFC 9110 section 15.5.6: a 405 response lists the allowed methods.
+        return {**super().headers(), "Allow": ", ".join(self.allowed_methods)}
 
 
 # Errors of protected resources: RFC 6750 section 3 adds a WWW-Authenticate header.

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app
+from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
-from werkzeug.security import check_password_hash, generate_password_hash
 
+from .authentication import (
+    PasswordChecker,
+    UsernameLoader,
+    authenticate,
+    validated_claims,
+)
 from .errors import AuthError, BearerError
 from .metrics import Metrics
 from .models import Models, build_models
-from .session_status import StatusCache, build_cache
+from .session_status import StatusCache, build_cache, is_session_live
 from .settings import Settings, load_settings
 from .store import RevokeReason, revoke_family, revoke_user_families
 from .tokens import successor_key
 
 EXTENSION_KEY = "flask-refresh"
 
-PasswordChecker = Callable[[Any, str], bool]
-UsernameLoader = Callable[[str], Any]
+ClaimsLoader = Callable[[Any], Mapping[str, Any] | None]
 
 
 def utc_now() -> datetime:
@@ -48,6 +51,8 @@ class State:
     #: The source of "now" for every expiry decision. Tests replace it to move time
     #: instead of sleeping.
     clock: Callable[[], datetime] = field(default=utc_now)
+    #: The Flask-Limiter limiter of failed logins; None when both limits are off.
+    login_limiter: Limiter | None = None
 
 
 def get_state(app: Flask | None = None) -> State:
@@ -64,13 +69,6 @@ def get_state(app: Flask | None = None) -> State:
         )
 
     return state  # type: ignore[no-any-return]
-
-
-@cache
-def _dummy_password_hash() -> str:
-    # Hashed with Werkzeug's default method, the one a Flask app most likely uses,
-    # so that checking it costs about what checking a real user's hash costs.
-    return generate_password_hash(secrets.token_urlsafe(16))
 
 
 class RefreshAuth:
@@ -107,6 +105,7 @@ class RefreshAuth:
         self._models: Models | None = None
         self._password_checker: PasswordChecker | None = None
         self._username_loader: UsernameLoader | None = None
+        self._claims_loader: ClaimsLoader | None = None
 
         if db is not None or user_model is not None:
             self._bind(db, user_model)
@@ -179,13 +178,21 @@ class RefreshAuth:
         with app.app_context():
             _enforce_sqlite_foreign_keys(self._db)
 
-        from . import session_views  # noqa: F401  (adds its routes to the blueprint)
+        # Each adds its routes to the blueprint.
+        from . import jwks, session_views  # noqa: F401
         from .cli import tokens_cli
+        from .openapi import install_openapi_route
+        from .request_limits import install_method_check
+        from .throttling import init_login_throttle
         from .views import blueprint
 
         app.register_blueprint(blueprint, url_prefix=settings.url_prefix)
         app.register_error_handler(AuthError, _handle_auth_error)
         app.cli.add_command(tokens_cli)
+        install_method_check(app)
+        state.login_limiter = init_login_throttle(app, state)
+        if settings.serve_openapi:
+            install_openapi_route(app)
 
     def _bind(self, db: SQLAlchemy | None, user_model: type[Any] | None) -> None:
         if self._models is not None:
@@ -261,6 +268,15 @@ class RefreshAuth:
             commit=commit,
         )
 
+    def is_session_live(self, session_id: str) -> bool:
+        """Return whether a session exists and is not revoked.
+
+        For views that must refuse a revoked session's access token even when
+        ``REFRESH_CHECK_REVOKED`` is off, such as a password change: pass
+        ``get_claims()["sid"]``. Uses the session cache when one is configured.
+        """
+        return is_session_live(get_state(), session_id)
+
     def password_checker(self, callback: PasswordChecker) -> PasswordChecker:
         """Register ``callback(user, password) -> bool`` to check passwords.
 
@@ -282,51 +298,49 @@ class RefreshAuth:
         self._username_loader = callback
         return callback
 
+    def additional_claims_loader(self, callback: ClaimsLoader) -> ClaimsLoader:
+        """Register ``callback(user) -> dict`` to add claims to access tokens.
+
+        It is called once per login, and its result is stored with the session, so
+        every access token of the session carries the same claims, refreshed ones
+        included, even if the callback would now return something else::
+
+            @auth.additional_claims_loader
+            def add_claims(user):
+                return {"roles": user.role_names()}
+
+        The claims must be JSON values and must not replace a claim that
+        flask-refresh sets: ``sub``, ``iat``, ``nbf``, ``exp``, ``jti``, ``type``,
+        ``fresh``, ``sid``, ``iss`` and ``aud``.
+        """
+        self._claims_loader = callback
+        return callback
+
+    def additional_claims_for(self, user: Any) -> dict[str, Any] | None:
+        """Return the additional claims for a login of ``user``, or None.
+
+        :raises TypeError: the callback returned something other than a dict of
+            JSON values.
+        :raises ValueError: the callback returned a reserved claim.
+        """
+        if self._claims_loader is None:
+            return None
+
+        return validated_claims(self._claims_loader(user))
+
     def authenticate(self, username: str, password: str) -> Any | None:
         """Return the active user with these credentials, or None.
 
         Unknown users, wrong passwords and inactive users all cost one password
         check and return the same None.
         """
-        user = self._load_user_by_name(username)
-        if user is None:
-            check_password_hash(_dummy_password_hash(), password)
-            return None
-
-        if not self._check_password(user, password):
-            return None
-
-        return user if user.is_active else None
-
-    def _load_user_by_name(self, username: str) -> Any | None:
-        if self._username_loader is not None:
-            return self._username_loader(username)
-
-        state = get_state()
-        user_model = state.models.user
-        column = getattr(user_model, state.settings.login_field, None)
-        if column is None:
-            raise RuntimeError(
-                f"REFRESH_LOGIN_FIELD is {state.settings.login_field!r}, but"
-                f" {user_model.__name__} has no such attribute."
-            )
-
-        return state.db.session.execute(
-            sa.select(user_model).where(column == username)
-        ).scalar_one_or_none()
-
-    def _check_password(self, user: Any, password: str) -> bool:
-        if self._password_checker is not None:
-            return bool(self._password_checker(user, password))
-
-        check = getattr(user, "check_password", None)
-        if check is None:
-            raise RuntimeError(
-                f"{type(user).__name__} has no check_password(password) method."
-                " Add one, or register a function with @auth.password_checker."
-            )
-
-        return bool(check(password))
+        return authenticate(
+            get_state(),
+            username,
+            password,
+            username_loader=self._username_loader,
+            password_checker=self._password_checker,
+        )
 
 
 def _handle_auth_error(error: AuthError) -> Any:

@@ -37,6 +37,9 @@ class TokenFamilyMixin:
     #: dead too: every liveness check reads this column.
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    #: Claims the app's ``additional_claims_loader`` returned at login. Every access
+    #: token of the family carries them, so they survive rotation unchanged.
+    claims: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
     if TYPE_CHECKING:
         user_id: Mapped[Any]

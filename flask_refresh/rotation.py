@@ -27,6 +27,7 @@ from .access_tokens import new_jti
 from .database import database_errors_as_unavailable, rowcount
 from .errors import InvalidGrant, TemporarilyUnavailable
 from .rotation_sql import (
+    EXPIRY_CUTOFF,
     NOW,
     SPENT_HASH,
     SUCCESSOR_ID,
@@ -74,13 +75,18 @@ def rotate(
         use_read_committed(state)
         spent = session.execute(
             statements.spend,
-            {SPENT_HASH: token_hash, NOW: now, SUCCESSOR_ID: successor_id},
+            {
+                SPENT_HASH: token_hash,
+                NOW: now,
+                EXPIRY_CUTOFF: now - state.settings.leeway,
+                SUCCESSOR_ID: successor_id,
+            },
         )
         if rowcount(spent) != 1:
             session.rollback()
             return _explain_loss(state, presented, token_hash, now=now)
 
-        user_id, family_id, session_expires_at, owner = session.execute(
+        user_id, family_id, session_expires_at, claims, owner = session.execute(
             statements.read_spent, {SPENT_HASH: token_hash}
         ).one()
 
@@ -119,6 +125,7 @@ def rotate(
         expires_at=expires_at,
         session_expires_at=session_expires_at,
         fresh=False,
+        claims=claims,
     )
 
 
@@ -152,7 +159,8 @@ def _explain_loss(
     if spent.used_at is not None:
         return _handle_spent(state, presented, spent, spent_family, now=now)
 
-    if spent.expires_at <= now or spent_family.expires_at <= now:
+    cutoff = now - state.settings.leeway
+    if spent.expires_at <= cutoff or spent_family.expires_at <= cutoff:
         logger.debug("Refresh rejected: token %s expired.", spent.id)
         raise InvalidGrant("The refresh token expired.")
 
@@ -186,7 +194,10 @@ def _handle_spent(
         # successor is spent too, an older token is reuse whatever its age.
         if row is not None:
             successor, owner = row
-            live = successor.used_at is None and successor.expires_at > now
+            live = (
+                successor.used_at is None
+                and successor.expires_at > now - state.settings.leeway
+            )
             # A client retrying after its user was disabled is not a thief, so it
             # gets the response a first refresh would get, not a reuse alarm.
             if live and not owner.is_active:
@@ -205,6 +216,7 @@ def _handle_spent(
                     session_expires_at=spent_family.expires_at,
                     fresh=False,
                     retry=True,
+                    claims=spent_family.claims,
                 )
 
     _report_reuse(state, spent, spent_family, now=now)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 # named like a column in the SET clause of that column's table.
 SPENT_HASH = "spent_hash"
 NOW = "rotation_now"
+#: ``now`` minus ``REFRESH_LEEWAY``: a token or session is live while its expiry is
+#: after this instant.
+EXPIRY_CUTOFF = "expiry_cutoff"
 SUCCESSOR_ID = "successor_id"
 
 
@@ -32,7 +35,8 @@ class RotationStatements:
 
     #: Spends the token: matches exactly one row for exactly one caller.
     spend: sa.Update
-    #: Reads the spent token's user id, family, session end and the user object.
+    #: Reads the spent token's user id, family, session end, the family's
+    #: additional claims and the user object.
     read_spent: sa.Select[Any]
     #: Inserts the successor; takes the token table's columns as parameters.
     insert_successor: sa.Insert
@@ -49,12 +53,15 @@ def rotation_statements(models: Models) -> RotationStatements:
     def now() -> sa.BindParameter[Any]:
         return sa.bindparam(NOW, type_=UTCDateTime())
 
+    def expiry_cutoff() -> sa.BindParameter[Any]:
+        return sa.bindparam(EXPIRY_CUTOFF, type_=UTCDateTime())
+
     family_is_live = (
         sa.select(family.c.id)
         .where(
             family.c.id == token.c.family_id,
             family.c.revoked_at.is_(None),
-            family.c.expires_at > now(),
+            family.c.expires_at > expiry_cutoff(),
         )
         .exists()
     )
@@ -63,7 +70,7 @@ def rotation_statements(models: Models) -> RotationStatements:
         .where(
             token.c.token_hash == sa.bindparam(SPENT_HASH),
             token.c.used_at.is_(None),
-            token.c.expires_at > now(),
+            token.c.expires_at > expiry_cutoff(),
             family_is_live,
         )
         .values(used_at=now(), replaced_by_id=sa.bindparam(SUCCESSOR_ID))
@@ -73,6 +80,7 @@ def rotation_statements(models: Models) -> RotationStatements:
             token.c.user_id,
             family.c.id.label("family_id"),
             family.c.expires_at.label("session_expires_at"),
+            family.c.claims,
             user,
         )
         .join_from(token, family, family.c.id == token.c.family_id)

@@ -46,7 +46,7 @@ def sessions() -> Response:
     current_id, user_id = _current_owner(state)
     listed = list_sessions(state, user_id, now=state.clock())
 
-    return jsonify(
+    response = jsonify(
         sessions=[
             {
                 "id": info.id,
@@ -60,6 +60,9 @@ def sessions() -> Response:
             for info in listed
         ]
     )
+    # The list names IP addresses and devices: keep it out of shared caches.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @blueprint.delete("/sessions/<session_id>")
@@ -68,6 +71,9 @@ def delete_session(session_id: str) -> tuple[str, int]:
     """Revoke one of the user's sessions; another user's session is a 404."""
     state = get_state()
     _, user_id = _current_owner(state)
+    if "\x00" in session_id:
+        # No session id has one, and PostgreSQL rejects NUL in text.
+        raise SessionNotFound()
 
     revoked = revoke_family(
         state,

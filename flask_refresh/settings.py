@@ -8,21 +8,40 @@ because an auth setting that is silently ignored is a security bug.
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .config_values import (
+    HMAC_KEY_BYTES,
+    parse_algorithm,
+    parse_audience,
+    parse_bool,
+    parse_duration,
+    parse_http_token,
+    parse_locations,
+    parse_optional_str,
+    parse_positive_int,
+    parse_rate_limit,
+    parse_samesite,
+    parse_str,
+    parse_url_prefix,
+)
+from .config_values import (
+    ConfigError as ConfigError,
+)
+
+if TYPE_CHECKING:
+    from .keys import KeySet
 
 PREFIX = "REFRESH_"
 
-#: Minimum key length in bytes for each HMAC algorithm. RFC 7518 section 3.2
-#: requires a key at least as long as the hash output.
-HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
-
-
-class ConfigError(RuntimeError):
-    """A ``REFRESH_*`` config value is missing, misspelt or invalid."""
+#: Places that ``@jwt_required`` may read an access token from, and places that the
+#: token routes may read a refresh token from. "headers" and "body" are the
+#: defaults, the places OAuth uses.
+ACCESS_TOKEN_LOCATIONS = ("headers", "cookies", "query_string")
+REFRESH_TOKEN_LOCATIONS = ("body", "cookies")
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,8 @@ class Settings:
     reuse_report_only: bool
     leeway: timedelta
     issuer: str | None
-    audience: str | None
+    #: One audience, or several: a token is accepted when its ``aud`` names one.
+    audience: str | tuple[str, ...] | None
     url_prefix: str
     login_field: str
     check_revoked: bool
@@ -48,73 +68,35 @@ class Settings:
     revocation_cache_ttl: timedelta
     redis_url: str | None
     purge_after: timedelta
-
-
-def _duration(key: str, value: object, *, allow_zero: bool = False) -> timedelta:
-    if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
-        raise ConfigError(
-            f"{key} must be a number of seconds or a timedelta, got {value!r}."
-        )
-
-    if isinstance(value, timedelta):
-        duration = value
-    else:
-        if not math.isfinite(value):
-            raise ConfigError(f"{key} must be a finite number of seconds.")
-        duration = timedelta(seconds=value)
-
-    if duration < timedelta(0) or (duration == timedelta(0) and not allow_zero):
-        limit = "zero or more" if allow_zero else "more than zero"
-        raise ConfigError(f"{key} must be {limit} seconds, got {value!r}.")
-
-    return duration
-
-
-def _bool(key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be True or False, got {value!r}.")
-
-    return value
-
-
-def _optional_str(key: str, value: object) -> str | None:
-    if value is None:
-        return None
-
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a non-empty string or None, got {value!r}.")
-
-    return value
-
-
-def _str(key: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a non-empty string, got {value!r}.")
-
-    return value
-
-
-def _positive_int(key: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
-
-    return value
-
-
-def _algorithm(key: str, value: object) -> str:
-    if value not in HMAC_KEY_BYTES:
-        allowed = ", ".join(HMAC_KEY_BYTES)
-        raise ConfigError(f"{key} must be one of {allowed}, got {value!r}.")
-
-    return str(value)
-
-
-def _url_prefix(key: str, value: object) -> str:
-    prefix = _str(key, value)
-    if not prefix.startswith("/"):
-        raise ConfigError(f"{key} must start with '/', got {value!r}.")
-
-    return prefix.rstrip("/") or "/"
+    #: Failed logins allowed per account and per client address, in Flask-Limiter's
+    #: rate limit syntax; None turns that limit off.
+    login_limit_per_account: str | None
+    login_limit_per_address: str | None
+    #: The Flask-Limiter storage URI of the failed login counts.
+    login_limit_storage_uri: str
+    #: Maximum body size, in bytes, that the token routes read.
+    max_content_length: int
+    serve_openapi: bool
+    #: The keys that sign and verify access tokens: ``REFRESH_SIGNING_KEYS``, or
+    #: ``REFRESH_SECRET_KEY`` with ``REFRESH_ALGORITHM`` when that is unset.
+    signing_keys: KeySet
+    jwks_max_age: timedelta
+    header_name: str
+    #: The scheme before the token in ``header_name``; empty for the bare token.
+    header_type: str
+    #: Places searched for an access token, in this order; the first place that
+    #: carries one is used.
+    access_token_location: tuple[str, ...]
+    #: The same for refresh tokens at the refresh and logout routes.
+    refresh_token_location: tuple[str, ...]
+    cookie_domain: str | None
+    cookie_secure: bool
+    cookie_samesite: str
+    access_cookie_name: str
+    access_cookie_path: str
+    refresh_cookie_name: str
+    csrf_cookie_name: str
+    csrf_header_name: str
 
 
 #: Every key with its default. Durations accept seconds or a timedelta, so values
@@ -139,6 +121,25 @@ DEFAULTS: dict[str, object] = {
     "REFRESH_REVOCATION_CACHE_TTL": timedelta(0),
     "REFRESH_REDIS_URL": None,
     "REFRESH_PURGE_AFTER": timedelta(days=14),
+    "REFRESH_LOGIN_LIMIT_PER_ACCOUNT": "10 per minute; 100 per day",
+    "REFRESH_LOGIN_LIMIT_PER_ADDRESS": "30 per minute; 1000 per day",
+    "REFRESH_LOGIN_LIMIT_STORAGE_URI": "memory://",
+    "REFRESH_MAX_CONTENT_LENGTH": 16 * 1024,
+    "REFRESH_SERVE_OPENAPI": False,
+    "REFRESH_SIGNING_KEYS": None,
+    "REFRESH_JWKS_MAX_AGE": timedelta(minutes=5),
+    "REFRESH_HEADER_NAME": "Authorization",
+    "REFRESH_HEADER_TYPE": "Bearer",
+    "REFRESH_ACCESS_TOKEN_LOCATION": "headers",
+    "REFRESH_REFRESH_TOKEN_LOCATION": "body",
+    "REFRESH_COOKIE_DOMAIN": None,
+    "REFRESH_COOKIE_SECURE": True,
+    "REFRESH_COOKIE_SAMESITE": "Strict",
+    "REFRESH_ACCESS_COOKIE_NAME": "access_token",
+    "REFRESH_ACCESS_COOKIE_PATH": "/",
+    "REFRESH_REFRESH_COOKIE_NAME": "refresh_token",
+    "REFRESH_CSRF_COOKIE_NAME": "csrf_token",
+    "REFRESH_CSRF_HEADER_NAME": "X-CSRF-Token",
 }
 
 
@@ -190,34 +191,119 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         return config.get(key, DEFAULTS[key])
 
     def duration(key: str, *, allow_zero: bool = False) -> timedelta:
-        return _duration(key, get(key), allow_zero=allow_zero)
+        return parse_duration(key, get(key), allow_zero=allow_zero)
 
-    algorithm = _algorithm("REFRESH_ALGORITHM", get("REFRESH_ALGORITHM"))
+    algorithm = parse_algorithm("REFRESH_ALGORITHM", get("REFRESH_ALGORITHM"))
+    secret_key = _secret_key(get("REFRESH_SECRET_KEY"), algorithm)
+    cookie_secure = parse_bool("REFRESH_COOKIE_SECURE", get("REFRESH_COOKIE_SECURE"))
 
     return Settings(
-        secret_key=_secret_key(get("REFRESH_SECRET_KEY"), algorithm),
+        secret_key=secret_key,
         algorithm=algorithm,
         access_token_lifetime=duration("REFRESH_ACCESS_TOKEN_LIFETIME"),
         idle_timeout=duration("REFRESH_IDLE_TIMEOUT"),
         session_lifetime=duration("REFRESH_SESSION_LIFETIME"),
         reuse_grace=duration("REFRESH_REUSE_GRACE", allow_zero=True),
-        reuse_report_only=_bool(
+        reuse_report_only=parse_bool(
             "REFRESH_REUSE_REPORT_ONLY", get("REFRESH_REUSE_REPORT_ONLY")
         ),
         leeway=duration("REFRESH_LEEWAY", allow_zero=True),
-        issuer=_optional_str("REFRESH_ISSUER", get("REFRESH_ISSUER")),
-        audience=_optional_str("REFRESH_AUDIENCE", get("REFRESH_AUDIENCE")),
-        url_prefix=_url_prefix("REFRESH_URL_PREFIX", get("REFRESH_URL_PREFIX")),
-        login_field=_str("REFRESH_LOGIN_FIELD", get("REFRESH_LOGIN_FIELD")),
-        check_revoked=_bool("REFRESH_CHECK_REVOKED", get("REFRESH_CHECK_REVOKED")),
-        realm=_optional_str("REFRESH_REALM", get("REFRESH_REALM")),
-        max_token_length=_positive_int(
+        issuer=parse_optional_str("REFRESH_ISSUER", get("REFRESH_ISSUER")),
+        audience=parse_audience("REFRESH_AUDIENCE", get("REFRESH_AUDIENCE")),
+        url_prefix=parse_url_prefix("REFRESH_URL_PREFIX", get("REFRESH_URL_PREFIX")),
+        login_field=parse_str("REFRESH_LOGIN_FIELD", get("REFRESH_LOGIN_FIELD")),
+        check_revoked=parse_bool("REFRESH_CHECK_REVOKED", get("REFRESH_CHECK_REVOKED")),
+        realm=parse_optional_str("REFRESH_REALM", get("REFRESH_REALM")),
+        max_token_length=parse_positive_int(
             "REFRESH_MAX_TOKEN_LENGTH", get("REFRESH_MAX_TOKEN_LENGTH")
         ),
-        max_password_length=_positive_int(
+        max_password_length=parse_positive_int(
             "REFRESH_MAX_PASSWORD_LENGTH", get("REFRESH_MAX_PASSWORD_LENGTH")
         ),
         revocation_cache_ttl=duration("REFRESH_REVOCATION_CACHE_TTL", allow_zero=True),
-        redis_url=_optional_str("REFRESH_REDIS_URL", get("REFRESH_REDIS_URL")),
+        redis_url=parse_optional_str("REFRESH_REDIS_URL", get("REFRESH_REDIS_URL")),
         purge_after=duration("REFRESH_PURGE_AFTER", allow_zero=True),
+        login_limit_per_account=parse_rate_limit(
+            "REFRESH_LOGIN_LIMIT_PER_ACCOUNT", get("REFRESH_LOGIN_LIMIT_PER_ACCOUNT")
+        ),
+        login_limit_per_address=parse_rate_limit(
+            "REFRESH_LOGIN_LIMIT_PER_ADDRESS", get("REFRESH_LOGIN_LIMIT_PER_ADDRESS")
+        ),
+        login_limit_storage_uri=parse_str(
+            "REFRESH_LOGIN_LIMIT_STORAGE_URI", get("REFRESH_LOGIN_LIMIT_STORAGE_URI")
+        ),
+        max_content_length=parse_positive_int(
+            "REFRESH_MAX_CONTENT_LENGTH", get("REFRESH_MAX_CONTENT_LENGTH")
+        ),
+        serve_openapi=parse_bool("REFRESH_SERVE_OPENAPI", get("REFRESH_SERVE_OPENAPI")),
+        signing_keys=_signing_keys(config, secret_key, algorithm),
+        jwks_max_age=duration("REFRESH_JWKS_MAX_AGE", allow_zero=True),
+        header_name=parse_http_token("REFRESH_HEADER_NAME", get("REFRESH_HEADER_NAME")),
+        header_type=parse_http_token(
+            "REFRESH_HEADER_TYPE", get("REFRESH_HEADER_TYPE"), allow_empty=True
+        ),
+        access_token_location=parse_locations(
+            "REFRESH_ACCESS_TOKEN_LOCATION",
+            get("REFRESH_ACCESS_TOKEN_LOCATION"),
+            ACCESS_TOKEN_LOCATIONS,
+        ),
+        refresh_token_location=parse_locations(
+            "REFRESH_REFRESH_TOKEN_LOCATION",
+            get("REFRESH_REFRESH_TOKEN_LOCATION"),
+            REFRESH_TOKEN_LOCATIONS,
+        ),
+        cookie_domain=parse_optional_str(
+            "REFRESH_COOKIE_DOMAIN", get("REFRESH_COOKIE_DOMAIN")
+        ),
+        cookie_secure=cookie_secure,
+        cookie_samesite=parse_samesite(
+            "REFRESH_COOKIE_SAMESITE",
+            get("REFRESH_COOKIE_SAMESITE"),
+            secure=cookie_secure,
+        ),
+        access_cookie_name=_cookie_name(config, "REFRESH_ACCESS_COOKIE_NAME"),
+        access_cookie_path=parse_url_prefix(
+            "REFRESH_ACCESS_COOKIE_PATH", get("REFRESH_ACCESS_COOKIE_PATH")
+        ),
+        refresh_cookie_name=_cookie_name(config, "REFRESH_REFRESH_COOKIE_NAME"),
+        csrf_cookie_name=_cookie_name(config, "REFRESH_CSRF_COOKIE_NAME"),
+        csrf_header_name=parse_http_token(
+            "REFRESH_CSRF_HEADER_NAME", get("REFRESH_CSRF_HEADER_NAME")
+        ),
     )
+
+
+_COOKIE_NAME_KEYS = (
+    "REFRESH_ACCESS_COOKIE_NAME",
+    "REFRESH_REFRESH_COOKIE_NAME",
+    "REFRESH_CSRF_COOKIE_NAME",
+)
+
+
+def _cookie_name(config: Mapping[str, Any], key: str) -> str:
+    """Check one cookie name, and that no other flask-refresh cookie shares it."""
+    name = parse_http_token(key, config.get(key, DEFAULTS[key]))
+    for other in _COOKIE_NAME_KEYS:
+        if other != key and config.get(other, DEFAULTS[other]) == name:
+            raise ConfigError(f"{key} and {other} are both {name!r}; use two names.")
+
+    return name
+
+
+def _signing_keys(
+    config: Mapping[str, Any], secret_key: bytes, algorithm: str
+) -> KeySet:
+    from .keys import load_key_set, single_secret_key_set
+
+    value = config.get("REFRESH_SIGNING_KEYS")
+    if value is None:
+        return single_secret_key_set(secret_key, algorithm)
+
+    if "REFRESH_ALGORITHM" in config:
+        raise ConfigError(
+            "REFRESH_ALGORITHM applies only to REFRESH_SECRET_KEY used alone. With"
+            " REFRESH_SIGNING_KEYS each key names its algorithm: remove"
+            " REFRESH_ALGORITHM."
+        )
+
+    return load_key_set(value)

@@ -7,6 +7,7 @@ unless ``commit=False`` is passed, and roll back on any database error.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -72,6 +73,8 @@ class IssuedRefreshToken:
     fresh: bool
     #: True when a retry within the grace interval got an existing successor.
     retry: bool = False
+    #: The family's additional claims, stored at login.
+    claims: Mapping[str, Any] | None = None
 
 
 def subject_of(user: Any) -> str:
@@ -80,9 +83,17 @@ def subject_of(user: Any) -> str:
 
 
 def issue_family(
-    state: State, user: Any, *, now: datetime, client: ClientInfo
+    state: State,
+    user: Any,
+    *,
+    now: datetime,
+    client: ClientInfo,
+    claims: Mapping[str, Any] | None = None,
 ) -> IssuedRefreshToken:
-    """Start a family for ``user`` with its first refresh token, and commit."""
+    """Start a family for ``user`` with its first refresh token, and commit.
+
+    :param claims: additional claims for every access token of the family.
+    """
     models = state.models
     settings = state.settings
     client = client.truncated()
@@ -103,6 +114,7 @@ def issue_family(
                 user_id=user_id,
                 created_at=now,
                 expires_at=session_expires_at,
+                claims=claims,
             )
         )
         session.execute(
@@ -130,6 +142,7 @@ def issue_family(
         expires_at=expires_at,
         session_expires_at=session_expires_at,
         fresh=True,
+        claims=claims,
     )
 
 

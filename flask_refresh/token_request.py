@@ -6,6 +6,7 @@ send JSON. Both are accepted, so standard OAuth client libraries work unchanged.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Request
@@ -26,13 +27,17 @@ class TokenRequest:
     def from_request(cls, request: Request) -> TokenRequest:
         """Parse a JSON object or a form-encoded body.
 
-        :raises InvalidRequest: the body is neither, or a form parameter repeats.
+        :raises InvalidRequest: the body is neither, or a parameter repeats.
+        :raises werkzeug.exceptions.RequestEntityTooLarge: the body is longer than
+            ``REFRESH_MAX_CONTENT_LENGTH``. The token routes turn it into a JSON 413.
         """
+        # Imported here because request_limits imports the views, which import
+        # this module.
+        from .request_limits import limit_body_size
+
+        limit_body_size(request)
         if request.is_json:
-            body = request.get_json(silent=True)
-            if not isinstance(body, dict):
-                raise InvalidRequest("The request body must be a JSON object.")
-            return cls(body, form_encoded=False)
+            return cls(_json_object(request.get_data()), form_encoded=False)
 
         if request.mimetype == "application/x-www-form-urlencoded":
             params: dict[str, Any] = {}
@@ -82,6 +87,18 @@ class TokenRequest:
 
         if not isinstance(value, str):
             raise InvalidRequest(f"The {name} parameter must be a string.")
+        try:
+            # JSON escapes can spell lone surrogates, which no database driver or
+            # password hash can encode.
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(
+                f"The {name} parameter is not valid Unicode text."
+            ) from None
+        if "\x00" in value:
+            # PostgreSQL rejects NUL in text, which would turn a bad request into
+            # a database error; no username, password or token contains one.
+            raise InvalidRequest(f"The {name} parameter contains a NUL character.")
         if not value:
             raise InvalidRequest(f"The {name} parameter is empty.")
         if len(value) > max_length:
@@ -90,3 +107,41 @@ class TokenRequest:
             )
 
         return value
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    """Parse a JSON object, rejecting repeated keys.
+
+    :raises InvalidRequest: the body is not a JSON object, nests too deeply to
+        parse, or repeats a key.
+    """
+    try:
+        # json.loads detects UTF-8, UTF-16 and UTF-32 from the bytes (RFC 8259).
+        body = json.loads(data, object_pairs_hook=_reject_repeated_keys)
+    except _RepeatedKey as error:
+        raise InvalidRequest(f"The {error.key[:64]} parameter is repeated.") from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest("The request body must be a JSON object.") from None
+
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+
+    return body
+
+
+def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which of two equal keys wins, so a proxy and this
+    # endpoint could read different credentials from one body.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _RepeatedKey(key)
+        result[key] = value
+
+    return result
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key

@@ -10,7 +10,14 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import signals
 from .access_tokens import decode_access_token, encode_access_token
-from .errors import InvalidGrant, InvalidToken
+from .cookies import (
+    check_csrf,
+    clear_token_cookies,
+    set_token_cookies,
+    uses_cookies,
+)
+from .credentials import find_refresh_token
+from .errors import InvalidGrant, InvalidRequest, InvalidToken
 from .extension import State, get_state
 from .rotation import rotate
 from .store import (
@@ -42,22 +49,42 @@ def client_info() -> ClientInfo:
 
 
 def token_response(state: State, issued: IssuedRefreshToken, now: datetime) -> Response:
-    """Build the RFC 6749 section 5.1 response for a new token pair."""
+    """Build the RFC 6749 section 5.1 response for a new token pair.
+
+    A token that travels in a cookie is set as a cookie, and left out of the JSON
+    body when no other configured place needs it there, so that scripts on the
+    page cannot read it.
+    """
+    settings = state.settings
     access = encode_access_token(
-        state.settings,
+        settings,
         subject=issued.subject,
         session_id=issued.family_id,
         fresh=issued.fresh,
         now=now,
         jti=issued.jwt_id,
+        additional_claims=issued.claims,
     )
-    response = jsonify(
+    refresh_expires_in = _seconds_until(issued.expires_at, now)
+    body: dict[str, Any] = {
+        "token_type": "Bearer",
+        "expires_in": access.expires_in,
+        "refresh_expires_in": refresh_expires_in,
+        "session_expires_in": _seconds_until(issued.session_expires_at, now),
+    }
+    if set(settings.access_token_location) != {"cookies"}:
+        body["access_token"] = access.token
+    if "body" in settings.refresh_token_location:
+        body["refresh_token"] = issued.token
+
+    response = jsonify(body)
+    set_token_cookies(
+        response,
+        settings,
         access_token=access.token,
-        token_type="Bearer",
-        expires_in=access.expires_in,
+        access_max_age=access.expires_in,
         refresh_token=issued.token,
-        refresh_expires_in=_seconds_until(issued.expires_at, now),
-        session_expires_in=_seconds_until(issued.session_expires_at, now),
+        refresh_max_age=refresh_expires_in,
     )
     # RFC 6749 section 5.1: responses carrying tokens must not be cached.
     response.headers["Cache-Control"] = "no-store"
@@ -90,7 +117,13 @@ def login() -> Response:
         raise InvalidGrant("The username or password is incorrect.")
 
     now = state.clock()
-    issued = issue_family(state, user, now=now, client=client_info())
+    issued = issue_family(
+        state,
+        user,
+        now=now,
+        client=client_info(),
+        claims=state.auth.additional_claims_for(user),
+    )
     signals.login_succeeded.send(
         app, user_id=issued.user_id, family_id=issued.family_id
     )
@@ -101,31 +134,40 @@ def login() -> Response:
 def refresh() -> Response:
     """Rotate a refresh token: spend it and return its successor."""
     state = get_state()
-    params = TokenRequest.from_request(request)
-    params.require_grant_type("refresh_token")
-    presented = params.string(
-        "refresh_token", max_length=state.settings.max_token_length
+    credential = find_refresh_token(
+        request, state, "refresh_token", grant_type="refresh_token"
     )
+    if credential is None:
+        raise InvalidRequest("The request carries no refresh token.")
+    if credential.from_cookie:
+        check_csrf(request, state.settings)
 
     now = state.clock()
-    issued = rotate(state, presented, now=now, client=client_info())
+    issued = rotate(state, credential.token, now=now, client=client_info())
     return token_response(state, issued, now)
 
 
 @blueprint.post("/logout")
-def logout() -> tuple[str, int]:
-    """Revoke the family of a refresh token.
+def logout() -> Response:
+    """Revoke the family of a refresh token, and clear the token cookies.
 
     The response is 204 whether or not the token was known, as for RFC 7009
     revocation, so that it reveals nothing to an attacker and a client can always
-    forget its tokens.
+    forget its tokens. With cookies configured, a request without any refresh
+    token also gets 204, and its cookies are cleared.
     """
     state = get_state()
-    params = TokenRequest.from_request(request)
-    presented = params.string(
-        "refresh_token", "token", max_length=state.settings.max_token_length
-    )
+    response = current_app.response_class(status=204)
+    if uses_cookies(state.settings):
+        clear_token_cookies(response, state.settings)
 
+    credential = find_refresh_token(request, state, "refresh_token", "token")
+    if credential is None:
+        return response
+    if credential.from_cookie:
+        check_csrf(request, state.settings)
+
+    presented = credential.token
     if is_well_formed(presented):
         found = family_of_token(state, presented)
         if found is not None:
@@ -138,7 +180,7 @@ def logout() -> tuple[str, int]:
                 user_id=user_id,
             )
 
-    return "", 204
+    return response
 
 
 @blueprint.post("/revoke")

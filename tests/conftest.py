@@ -44,7 +44,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import FakeClock
+from helpers import FakeClock, TokenInvariants
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -534,3 +534,12 @@ def clock(app: Flask) -> FakeClock:
 def client(app: Flask) -> FlaskClient:
     """A test client of the ``app`` fixture."""
     return app.test_client()
+
+
+@pytest.fixture
+def invariants(app: Flask) -> Iterator[TokenInvariants]:
+    """Check the token tables' invariants when the test calls ``check()``, and at
+    its end."""
+    checker = TokenInvariants(app)
+    yield checker
+    checker.check()

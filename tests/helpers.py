@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -183,3 +184,81 @@ def driverless_url(database_url: str) -> str:
     url = make_url(database_url)
     scheme = DRIVERLESS_SCHEMES[url.get_backend_name()]
     return url.set(drivername=scheme).render_as_string(hide_password=False)
+
+
+# ---------------------------------------------------------------------------
+# Database invariants of token families
+# ---------------------------------------------------------------------------
+
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+class TokenInvariants:
+    """Check the invariants that rotation and revocation must keep, step by step.
+
+    After every :meth:`check`, for every family in the database:
+
+    * at most one of its refresh tokens is unspent, so at most one is live;
+    * its absolute expiry is its creation plus ``REFRESH_SESSION_LIFETIME``, and
+      never differs from what an earlier check saw;
+    * no token of it expires after the family;
+    * a token is spent exactly when it names a successor, which is a row of the
+      same family, and its ``used_at`` never differs from what an earlier check
+      saw;
+    * every ``token_hash`` is a hex SHA-256 digest, and no column of any row
+      contains a token that the test received.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.seen_tokens: set[str] = set()
+        self.used_at: dict[str, datetime] = {}
+        self.family_expiry: dict[str, datetime] = {}
+        self.checks = 0
+
+    def remember(self, *bodies: Any) -> None:
+        """Record the tokens of token responses, bodies or raw strings."""
+        for body in bodies:
+            if isinstance(body, str):
+                self.seen_tokens.add(body)
+            elif isinstance(body, dict):
+                for name in ("access_token", "refresh_token"):
+                    if isinstance(body.get(name), str):
+                        self.seen_tokens.add(body[name])
+
+    def check(self, *bodies: Any) -> None:
+        """Assert every invariant on the current rows; ``bodies`` as for remember."""
+        from flask_refresh import get_state
+
+        self.remember(*bodies)
+        self.checks += 1
+        settings = get_state(self.app).settings
+        families = {family.id: family for family in family_rows(self.app)}
+        tokens = token_rows(self.app)
+        token_ids = {token.id: token for token in tokens}
+
+        for family in families.values():
+            own = [token for token in tokens if token.family_id == family.id]
+            unspent = [token.id for token in own if token.used_at is None]
+            assert len(unspent) <= 1, f"family {family.id} has unspent {unspent}"
+            assert family.expires_at == family.created_at + settings.session_lifetime
+            first_seen = self.family_expiry.setdefault(family.id, family.expires_at)
+            assert family.expires_at == first_seen, f"family {family.id} moved"
+
+        for token in tokens:
+            family = families[token.family_id]
+            assert token.expires_at <= family.expires_at, token.id
+            assert (token.used_at is None) == (token.replaced_by_id is None), token.id
+            if token.replaced_by_id is not None:
+                successor = token_ids[token.replaced_by_id]
+                assert successor.family_id == token.family_id, token.id
+            if token.used_at is not None:
+                first_use = self.used_at.setdefault(token.id, token.used_at)
+                assert token.used_at == first_use, f"used_at of {token.id} changed"
+            assert _HEX_DIGEST.fullmatch(token.token_hash), token.id
+
+        for row in [*families.values(), *tokens]:
+            for column in row.__table__.columns:
+                stored = str(getattr(row, column.key))
+                for secret in self.seen_tokens:
+                    assert secret not in stored, f"{row.__tablename__}.{column.key}"

@@ -32,12 +32,6 @@ from example_app.models import User
 from flask_refresh import get_state
 
 NEW_PASSWORD = "a new password, long enough"
-BAD_PASSWORD_BODY = {
-    "error": "invalid_request",
-    "error_description": (
-        "Send a JSON object with new_password, at least 8 characters long."
-    ),
-}
 
 
 @pytest.fixture
@@ -310,18 +304,31 @@ def test_password_change_keeps_current_session(client: FlaskClient, alice: int) 
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "description"),
     [
-        {"new_password": "short"},
-        {"new_password": ""},
-        {},
-        {"new_password": 12345678},
-        {"password": NEW_PASSWORD},
-        [NEW_PASSWORD],
+        (
+            {"new_password": "short"},
+            "The new_password parameter must be at least 8 characters long.",
+        ),
+        ({"new_password": ""}, "The new_password parameter is empty."),
+        ({}, "The new_password parameter is missing."),
+        ({"new_password": 12345678}, "The new_password parameter must be a string."),
+        ({"password": NEW_PASSWORD}, "The new_password parameter is missing."),
+        ([NEW_PASSWORD], "The request body must be a JSON object."),
+        (
+            # Login rejects longer passwords, so accepting one would lock the
+            # account for good.
+            {"new_password": "p" * 1025},
+            "The new_password parameter is longer than 1024 characters.",
+        ),
+        (
+            {"new_password": "abcdefgh\ud800"},
+            "The new_password parameter is not valid Unicode text.",
+        ),
     ],
 )
 def test_password_change_rejects_bad_body(
-    client: FlaskClient, alice: int, body: Any
+    client: FlaskClient, alice: int, body: Any, description: str
 ) -> None:
     other = login(client)
     current = login(client)
@@ -329,24 +336,45 @@ def test_password_change_rejects_bad_body(
     response = change_password(client, current["access_token"], body)
 
     assert response.status_code == 400
-    assert response.json == BAD_PASSWORD_BODY
+    assert response.json == {
+        "error": "invalid_request",
+        "error_description": description,
+    }
     assert login_response(client, "alice", PASSWORD).status_code == 200
     # A rejected change revokes nothing, so the other session still refreshes.
     assert refresh(client, other["refresh_token"]).status_code == 200
 
 
-def test_password_change_without_json_rejected(client: FlaskClient, alice: int) -> None:
+def test_password_change_accepts_form(client: FlaskClient, alice: int) -> None:
     body = login(client)
 
     response = client.post(
         "/api/password",
-        data=f"new_password={NEW_PASSWORD}",
-        content_type="application/x-www-form-urlencoded",
+        data={"new_password": NEW_PASSWORD},
         headers=bearer(body["access_token"]),
     )
 
-    assert response.status_code == 400
-    assert response.json == BAD_PASSWORD_BODY
+    assert response.status_code == 200
+    assert login_response(client, "alice", NEW_PASSWORD).status_code == 200
+
+
+def test_password_change_after_logout_all_rejected(
+    client: FlaskClient, alice: int
+) -> None:
+    stolen = login(client)
+    client.post("/auth/logout-all", headers=bearer(stolen["access_token"]))
+
+    response = change_password(
+        client, stolen["access_token"], {"new_password": NEW_PASSWORD}
+    )
+
+    assert response.status_code == 401
+    assert response.json == {
+        "error": "invalid_token",
+        "error_description": "The session of this access token was revoked.",
+    }
+    assert login_response(client, "alice", PASSWORD).status_code == 200
+    assert login_response(client, "alice", NEW_PASSWORD).status_code == 400
 
 
 # ---------------------------------------------------------------------------

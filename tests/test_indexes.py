@@ -254,15 +254,17 @@ def test_long_token_never_reaches_database(
     status: int,
 ) -> None:
     """Tokens up to REFRESH_MAX_TOKEN_LENGTH (4096) get the route's response
-    for an unknown token, and longer ones are an invalid request."""
+    for an unknown token, and longer ones are an invalid request: 400, or 413
+    when the body is also longer than REFRESH_MAX_CONTENT_LENGTH (16 KiB)."""
     at_limit = client.post(path, json={field: "A" * 4096})
     over_limit = [
-        client.post(path, json={field: "A" * length}) for length in (4097, 100_000)
+        (client.post(path, json={field: "A" * length}), expected)
+        for length, expected in ((4097, 400), (100_000, 413))
     ]
 
     assert at_limit.status_code == status
-    for response in over_limit:
-        assert response.status_code == 400
+    for response, expected in over_limit:
+        assert response.status_code == expected
         assert response.json is not None
         assert response.json["error"] == "invalid_request"
     assert captured_lookups == []

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from helpers import PASSWORD, SECRET_KEY, create_user, login
 
 from example_app import auth, db
-from flask_refresh import extension, signals
+from flask_refresh import authentication, signals
 
 
 @pytest.fixture
@@ -162,13 +162,13 @@ def test_unknown_user_checks_a_default_hash(
     app: Flask, client: FlaskClient, alice: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checked: list[str] = []
-    real_check = extension.check_password_hash
+    real_check = authentication.check_password_hash
 
     def spy(pwhash: str, password: str) -> bool:
         checked.append(pwhash)
         return real_check(pwhash, password)
 
-    monkeypatch.setattr(extension, "check_password_hash", spy)
+    monkeypatch.setattr(authentication, "check_password_hash", spy)
 
     response = failed_login(client, "nobody", PASSWORD)
 
@@ -275,6 +275,39 @@ def test_unreadable_body_is_invalid_request(
     assert response.status_code == 400
     assert response.json is not None
     assert response.json["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("data", "description"),
+    [
+        (
+            '{"username": "alice", "password": "wrong", "password": "right"}',
+            "The password parameter is repeated.",
+        ),
+        (
+            '{"username": ' + "[" * 5000 + "]" * 5000 + "}",
+            "The request body must be a JSON object.",
+        ),
+        (
+            '{"username": "\\ud800", "password": "x"}',
+            "The username parameter is not valid Unicode text.",
+        ),
+        (
+            '{"username": "alice", "password": "\\udfff"}',
+            "The password parameter is not valid Unicode text.",
+        ),
+    ],
+)
+def test_hostile_json_is_invalid_request(
+    client: FlaskClient, alice: int, data: str, description: str
+) -> None:
+    response = client.post("/auth/login", data=data, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "invalid_request",
+        "error_description": description,
+    }
 
 
 def test_repeated_form_parameter_rejected(client: FlaskClient, alice: int) -> None:

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from helpers import (
     SECRET_KEY,
     FakeClock,
+    TokenInvariants,
     bearer,
     create_user,
     login,
@@ -124,7 +125,11 @@ def test_new_token_rotates_again(client: FlaskClient, alice: int) -> None:
 
 
 def test_retry_within_grace_gets_same_successor(
-    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+    app: Flask,
+    client: FlaskClient,
+    clock: FakeClock,
+    alice: int,
+    invariants: TokenInvariants,
 ) -> None:
     first = login(client)
     second = refresh(client, first["refresh_token"]).json
@@ -140,6 +145,7 @@ def test_retry_within_grace_gets_same_successor(
     assert all(family.revoked_at is None for family in family_rows(app))
     assert len(token_rows(app)) == 2
     assert refresh(client, second["refresh_token"]).status_code == 200
+    invariants.check(first, second, retry.json)
 
 
 def test_reuse_after_grace_revokes_family(
@@ -148,6 +154,7 @@ def test_reuse_after_grace_revokes_family(
     clock: FakeClock,
     alice: int,
     caplog: pytest.LogCaptureFixture,
+    invariants: TokenInvariants,
 ) -> None:
     first = login(client)
     second = refresh(client, first["refresh_token"]).json
@@ -175,10 +182,15 @@ def test_reuse_after_grace_revokes_family(
         assert first["refresh_token"] not in message
         assert second["refresh_token"] not in message
         assert sha256(first["refresh_token"]) not in message
+    invariants.check(first, second)
 
 
 def test_thief_first_leads_to_revocation(
-    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+    app: Flask,
+    client: FlaskClient,
+    clock: FakeClock,
+    alice: int,
+    invariants: TokenInvariants,
 ) -> None:
     stolen = login(client)["refresh_token"]
     thief = refresh(client, stolen).json
@@ -190,10 +202,15 @@ def test_thief_first_leads_to_revocation(
     assert victim.status_code == 400
     assert refresh(client, thief["refresh_token"]).status_code == 400
     assert family_rows(app)[0].revoked_reason == "reuse_detected"
+    invariants.check(stolen, thief)
 
 
 def test_grandparent_within_grace_is_reuse(
-    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+    app: Flask,
+    client: FlaskClient,
+    clock: FakeClock,
+    alice: int,
+    invariants: TokenInvariants,
 ) -> None:
     first = login(client)
     second = refresh(client, first["refresh_token"]).json
@@ -207,11 +224,16 @@ def test_grandparent_within_grace_is_reuse(
     assert response.status_code == 400
     assert family_rows(app)[0].revoked_reason == "reuse_detected"
     assert refresh(client, third["refresh_token"]).status_code == 400
+    invariants.check(first, second, third)
 
 
 @pytest.mark.parametrize("config_overrides", [{"REFRESH_REUSE_REPORT_ONLY": True}])
 def test_report_only_mode_keeps_family(
-    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+    app: Flask,
+    client: FlaskClient,
+    clock: FakeClock,
+    alice: int,
+    invariants: TokenInvariants,
 ) -> None:
     first = login(client)
     second = refresh(client, first["refresh_token"]).json
@@ -229,6 +251,7 @@ def test_report_only_mode_keeps_family(
     assert family_rows(app)[0].revoked_at is None
     assert received[0]["revoked"] is False
     assert refresh(client, second["refresh_token"]).status_code == 200
+    invariants.check(first, second)
 
 
 def test_expired_token_rejected(
@@ -443,7 +466,11 @@ def test_retry_access_token_is_new_and_valid(
 
 
 def test_repeated_retries_add_no_row(
-    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+    app: Flask,
+    client: FlaskClient,
+    clock: FakeClock,
+    alice: int,
+    invariants: TokenInvariants,
 ) -> None:
     first = login(client)
     second = refresh(client, first["refresh_token"]).json
@@ -464,10 +491,15 @@ def test_repeated_retries_add_no_row(
     assert child.used_at is None
     assert child.replaced_by_id is None
     assert family_rows(app)[0].revoked_at is None
+    invariants.check(first, second)
 
 
 def test_retry_successor_rotates_once(
-    app: Flask, client: FlaskClient, clock: FakeClock, alice: int
+    app: Flask,
+    client: FlaskClient,
+    clock: FakeClock,
+    alice: int,
+    invariants: TokenInvariants,
 ) -> None:
     first = login(client)
     refresh(client, first["refresh_token"])
@@ -484,6 +516,7 @@ def test_retry_successor_rotates_once(
     clock.advance(1)
     assert refresh(client, first["refresh_token"]).status_code == 400
     assert family_rows(app)[0].revoked_reason == "reuse_detected"
+    invariants.check(first, retried)
 
 
 @pytest.mark.parametrize(("seconds", "status"), [(10, 200), (10.001, 400)])

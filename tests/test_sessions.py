@@ -144,6 +144,15 @@ def test_refresh_updates_last_used(
     assert session["current"] is True
 
 
+def test_list_is_not_cached(client: FlaskClient, alice: int) -> None:
+    tokens = login(client)
+
+    response = client.get("/auth/sessions", headers=bearer(tokens["access_token"]))
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+
+
 def test_list_expiry_capped_by_session_end(
     client: FlaskClient, clock: FakeClock, alice: int
 ) -> None:

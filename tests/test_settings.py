@@ -128,3 +128,37 @@ def test_readme_documents_every_key() -> None:
     documented = set(re.findall(r"^\| `(REFRESH_[A-Z_]+)` \|", readme, re.MULTILINE))
 
     assert documented == set(DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("REFRESH_LOGIN_LIMIT_PER_ACCOUNT", "ten per minute"),
+        ("REFRESH_LOGIN_LIMIT_PER_ACCOUNT", ""),
+        ("REFRESH_LOGIN_LIMIT_PER_ADDRESS", 10),
+        ("REFRESH_LOGIN_LIMIT_STORAGE_URI", ""),
+        ("REFRESH_MAX_CONTENT_LENGTH", 0),
+        ("REFRESH_MAX_CONTENT_LENGTH", "16k"),
+        ("REFRESH_SERVE_OPENAPI", "yes"),
+    ],
+)
+def test_invalid_limit_names_key(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_settings({"REFRESH_SECRET_KEY": SECRET, key: value})
+
+
+def test_login_limits_default_on_and_can_be_off() -> None:
+    default = load_settings({"REFRESH_SECRET_KEY": SECRET})
+    off = load_settings(
+        {
+            "REFRESH_SECRET_KEY": SECRET,
+            "REFRESH_LOGIN_LIMIT_PER_ACCOUNT": None,
+            "REFRESH_LOGIN_LIMIT_PER_ADDRESS": None,
+        }
+    )
+
+    assert default.login_limit_per_account == "10 per minute; 100 per day"
+    assert default.login_limit_per_address == "30 per minute; 1000 per day"
+    assert default.login_limit_storage_uri == "memory://"
+    assert off.login_limit_per_account is None
+    assert off.login_limit_per_address is None
