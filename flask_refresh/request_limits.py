@@ -1,36 +1,20 @@
 """Limits on what the routes of flask-refresh accept: body size and methods.
 
-The token routes read at most ``REFRESH_MAX_CONTENT_LENGTH`` bytes of body; a
-longer one gets 413 before it is read. A method that a route does not serve gets
-405 with an ``Allow`` header. Both responses are JSON, like every other error of
-the routes, where Flask would return an HTML page.
+The token routes read at most ``REFRESH_MAX_CONTENT_LENGTH`` bytes of body (see
+:mod:`flask_refresh.request_body`); a longer one gets 413. A method that a route
+does not serve gets 405 with an ``Allow`` header. Both responses are JSON, like
+every other error of the routes, where Flask would return an HTML page.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Request, Response, current_app, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.routing import Rule
 
 from .errors import MethodNotAllowed, RequestTooLarge
-from .extension import get_state
 from .views import blueprint
-
-
-def limit_body_size(token_request: Request) -> None:
-    """Make ``token_request`` refuse a body above ``REFRESH_MAX_CONTENT_LENGTH``.
-
-    Call it before the body is read. The app's ``MAX_CONTENT_LENGTH`` still
-    applies when it is lower. Werkzeug then raises
-    :class:`~werkzeug.exceptions.RequestEntityTooLarge` on reading the body, from
-    the ``Content-Length`` header when there is one, so that a declared oversized
-    body is never read.
-    """
-    limit = get_state().settings.max_content_length
-    current = token_request.max_content_length
-    if current is None or current > limit:
-        token_request.max_content_length = limit
 
 
 @blueprint.errorhandler(RequestEntityTooLarge)

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Request
 
 from .errors import InvalidRequest, UnsupportedGrantType
+from .request_body import read_body
 
 
 class TokenRequest:
@@ -28,18 +29,16 @@ class TokenRequest:
         """Parse a JSON object or a form-encoded body.
 
         :raises InvalidRequest: the body is neither, or a parameter repeats.
-        :raises werkzeug.exceptions.RequestEntityTooLarge: the body is longer than
-            ``REFRESH_MAX_CONTENT_LENGTH``. The token routes turn it into a JSON 413.
+        :raises RequestTooLarge: the body is longer than
+            ``REFRESH_MAX_CONTENT_LENGTH``.
         """
-        # Imported here because request_limits imports the views, which import
-        # this module.
-        from .request_limits import limit_body_size
-
-        limit_body_size(request)
+        data = read_body(request)
         if request.is_json:
-            return cls(_json_object(request.get_data()), form_encoded=False)
+            return cls(_json_object(data), form_encoded=False)
 
         if request.mimetype == "application/x-www-form-urlencoded":
+            # request.form parses the body that read_body cached, not the
+            # stream, so it parses the same bytes that were checked.
             params: dict[str, Any] = {}
             for key, values in request.form.lists():
                 # RFC 6749 section 3.2: parameters must not be included more than

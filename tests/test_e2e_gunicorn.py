@@ -5,11 +5,15 @@ on a new empty database, gunicorn serves the app with two workers on 127.0.0.1,
 and ``requests`` logs in, calls /api/me, refreshes, replays a spent refresh token,
 logs in again and logs out. The server runs with ``FLASK_REFRESH_REUSE_GRACE=0``,
 so the replay counts as reuse at once instead of after the 10 second default.
+
+The same server then gets chunked bodies longer than the body limit and exactly
+at it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -307,3 +311,60 @@ def test_rotation_reuse_and_logout_over_http(
     assert "Refresh token reuse detected" in log
     for token in seen_refresh_tokens + seen_access_tokens:
         assert token not in log
+
+
+# ---------------------------------------------------------------------------
+# Chunked request bodies, which gunicorn decodes before the app reads them
+# ---------------------------------------------------------------------------
+
+BODY_LIMIT = 16 * 1024
+
+
+def pieces(data: bytes, size: int = 4096) -> Iterator[bytes]:
+    """Yield ``data`` in parts, so that requests sends it chunked."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_chunked_body_over_limit_is_413(server: Server) -> None:
+    password = PASSWORD.replace(" ", "+").encode()
+    # Cut at the limit, this form names one username. Whole, it repeats it.
+    form = (
+        b"grant_type=password&username="
+        + USERNAME.encode()
+        + b"&password="
+        + password
+        + b"&pad="
+        + b"x" * (30 * 1024)
+        + b"&username=mallory"
+    )
+    at_limit = {"username": USERNAME, "password": PASSWORD, "pad": ""}
+    at_limit["pad"] = "x" * (BODY_LIMIT - len(json.dumps(at_limit)))
+
+    form_response = server.post(
+        "/auth/login",
+        data=pieces(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    json_response = server.post(
+        "/auth/login",
+        data=pieces(json.dumps({**at_limit, "pad": at_limit["pad"] + "x"}).encode()),
+        headers={"Content-Type": "application/json"},
+    )
+    accepted = server.post(
+        "/auth/login",
+        data=pieces(json.dumps(at_limit).encode()),
+        headers={"Content-Type": "application/json"},
+    )
+
+    too_large = {
+        "error": "invalid_request",
+        "error_description": f"The request body is larger than {BODY_LIMIT} bytes.",
+    }
+    assert form_response.request.headers["Transfer-Encoding"] == "chunked"
+    assert form_response.status_code == 413, form_response.text
+    assert form_response.json() == too_large
+    assert json_response.status_code == 413, json_response.text
+    assert json_response.json() == too_large
+    assert accepted.status_code == 200, accepted.text
+    assert "Traceback" not in server.log()

@@ -7,6 +7,7 @@ for the parsers; the other cases are listed by hand.
 
 from __future__ import annotations
 
+import io
 import json
 import string
 from typing import Any
@@ -17,6 +18,8 @@ from flask.testing import FlaskClient
 from helpers import PASSWORD, bearer, create_user, family_rows, login, token_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
 from flask_refresh import InvalidRequest, TokenRequest
 from flask_refresh.errors import AuthError
@@ -175,6 +178,100 @@ def test_app_limit_applies_when_lower(app: Flask, client: FlaskClient) -> None:
     assert response.json["error_description"] == (
         "The request body is larger than 100 bytes."
     )
+
+
+# ---------------------------------------------------------------------------
+# Bodies without Content-Length, as Transfer-Encoding: chunked sends them
+# ---------------------------------------------------------------------------
+
+
+def post_chunked(client: FlaskClient, path: str, stream: Any, content_type: str) -> Any:
+    """POST a body as a server passes on a chunked one: no Content-Length.
+
+    The server has decoded the chunks, so the app reads plain bytes, and it sets
+    wsgi.input_terminated to say that the stream ends where the body ends.
+    """
+    environ = EnvironBuilder(
+        path=path,
+        method="POST",
+        content_type=content_type,
+        headers={"Transfer-Encoding": "chunked"},
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input"] = stream
+    environ["wsgi.input_terminated"] = True
+    return client.open(Request(environ))
+
+
+def chunked_form_login(client: FlaskClient, form: bytes) -> Any:
+    return post_chunked(
+        client, "/auth/login", io.BytesIO(form), "application/x-www-form-urlencoded"
+    )
+
+
+def test_chunked_form_over_limit_is_413(app: Flask, client: FlaskClient) -> None:
+    create_user(app, "alice")
+    create_user(app, "bob")
+    # Cut at 16 KiB, this body names bob once and would log him in. Whole, it
+    # repeats username, which is a 400.
+    form = (
+        b"grant_type=password&username=bob&password="
+        + PASSWORD.replace(" ", "+").encode()
+        + b"&pad="
+        + b"x" * (30 * 1024)
+        + b"&username=alice"
+    )
+
+    response = chunked_form_login(client, form)
+
+    assert response.status_code == 413
+    assert response.json == {
+        "error": "invalid_request",
+        "error_description": "The request body is larger than 16384 bytes.",
+    }
+    assert response.headers["Cache-Control"] == "no-store"
+    assert family_rows(app) == []
+
+
+@pytest.mark.parametrize("path", TOKEN_ROUTES)
+def test_chunked_json_over_limit_is_413(
+    app: Flask, client: FlaskClient, path: str
+) -> None:
+    body = json.dumps({"pad": "x" * (16 * 1024)}).encode()
+
+    response = post_chunked(client, path, io.BytesIO(body), "application/json")
+
+    assert response.status_code == 413
+    assert response.json is not None
+    assert response.json["error_description"] == (
+        "The request body is larger than 16384 bytes."
+    )
+
+
+def test_chunked_body_one_byte_over_is_413(app: Flask, client: FlaskClient) -> None:
+    create_user(app, "alice")
+    body = {"username": "alice", "password": PASSWORD, "pad": ""}
+    body["pad"] = "x" * (16 * 1024 + 1 - len(json.dumps(body)))
+    data = json.dumps(body).encode()
+    assert len(data) == 16 * 1024 + 1
+
+    response = post_chunked(client, "/auth/login", io.BytesIO(data), "application/json")
+
+    assert response.status_code == 413
+    assert family_rows(app) == []
+
+
+def test_chunked_body_at_limit_is_read(app: Flask, client: FlaskClient) -> None:
+    create_user(app, "alice")
+    body = {"username": "alice", "password": PASSWORD, "pad": ""}
+    body["pad"] = "x" * (16 * 1024 - len(json.dumps(body)))
+    data = json.dumps(body).encode()
+    assert len(data) == 16 * 1024
+
+    response = post_chunked(client, "/auth/login", io.BytesIO(data), "application/json")
+
+    assert response.status_code == 200
+    assert len(family_rows(app)) == 1
 
 
 @pytest.mark.parametrize(
