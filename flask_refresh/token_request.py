@@ -28,7 +28,8 @@ class TokenRequest:
     def from_request(cls, request: Request) -> TokenRequest:
         """Parse a JSON object or a form-encoded body.
 
-        :raises InvalidRequest: the body is neither, or a parameter repeats.
+        :raises InvalidRequest: the body is neither, a parameter repeats, or the
+            server could not read the body.
         :raises RequestTooLarge: the body is longer than
             ``REFRESH_MAX_CONTENT_LENGTH``.
         """

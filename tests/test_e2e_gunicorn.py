@@ -6,16 +6,19 @@ and ``requests`` logs in, calls /api/me, refreshes, replays a spent refresh toke
 logs in again and logs out. The server runs with ``FLASK_REFRESH_REUSE_GRACE=0``,
 so the replay counts as reuse at once instead of after the 10 second default.
 
-The same server then gets chunked bodies longer than the body limit and exactly
-at it.
+The same server then gets chunked bodies: longer than the body limit, exactly
+at it, and with malformed chunk sizes and terminators that gunicorn rejects while
+the app reads the body.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -318,12 +321,41 @@ def test_rotation_reuse_and_logout_over_http(
 # ---------------------------------------------------------------------------
 
 BODY_LIMIT = 16 * 1024
+TOKEN_ROUTES = ("/auth/login", "/auth/refresh", "/auth/logout", "/auth/revoke")
+UNREADABLE_BODY = {
+    "error": "invalid_request",
+    "error_description": (
+        "The request body could not be read: its chunked encoding is malformed,"
+        " or it ended early."
+    ),
+}
 
 
 def pieces(data: bytes, size: int = 4096) -> Iterator[bytes]:
     """Yield ``data`` in parts, so that requests sends it chunked."""
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def post_raw(server: Server, path: str, content_type: str, body: bytes) -> Any:
+    """POST ``body`` unchanged after chunked headers, over a plain socket.
+
+    requests would encode the chunks itself, correctly; this sends bytes that
+    gunicorn's chunk parser rejects. Return the parsed response and its body.
+    """
+    host, _, port = server.base_url.removeprefix("http://").partition(":")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("ascii")
+    with socket.create_connection(
+        (host, int(port)), timeout=REQUEST_TIMEOUT_SECONDS
+    ) as connection:
+        connection.sendall(head + body)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response, response.read()
 
 
 def test_chunked_body_over_limit_is_413(server: Server) -> None:
@@ -367,4 +399,20 @@ def test_chunked_body_over_limit_is_413(server: Server) -> None:
     assert json_response.status_code == 413, json_response.text
     assert json_response.json() == too_large
     assert accepted.status_code == 200, accepted.text
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcXX0\r\n\r\n"],
+    ids=["chunk-size", "chunk-terminator"],
+)
+def test_malformed_chunked_body_is_400(server: Server, body: bytes) -> None:
+    for path in TOKEN_ROUTES:
+        for content_type in ("application/json", "application/x-www-form-urlencoded"):
+            response, data = post_raw(server, path, content_type, body)
+
+            assert response.status == 400, (path, content_type, data)
+            assert response.getheader("Content-Type") == "application/json", path
+            assert json.loads(data) == UNREADABLE_BODY, path
     assert "Traceback" not in server.log()

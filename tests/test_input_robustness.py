@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize
 from helpers import PASSWORD, bearer, create_user, family_rows, login, token_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -185,6 +186,19 @@ def test_app_limit_applies_when_lower(app: Flask, client: FlaskClient) -> None:
 # ---------------------------------------------------------------------------
 
 
+class FailingStream(io.RawIOBase):
+    """A WSGI input stream whose server fails while decoding the body."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise self.error
+
+
 def post_chunked(client: FlaskClient, path: str, stream: Any, content_type: str) -> Any:
     """POST a body as a server passes on a chunked one: no Content-Length.
 
@@ -272,6 +286,39 @@ def test_chunked_body_at_limit_is_read(app: Flask, client: FlaskClient) -> None:
 
     assert response.status_code == 200
     assert len(family_rows(app)) == 1
+
+
+@pytest.mark.parametrize("path", TOKEN_ROUTES)
+@pytest.mark.parametrize(
+    "error",
+    [
+        # What Werkzeug's development server raises for a bad chunk size.
+        OSError("Invalid chunk header"),
+        # What gunicorn raises for a chunk size of "zz" and a missing CRLF.
+        InvalidChunkSize(b"zz"),
+        ChunkMissingTerminator(b"XX"),
+    ],
+    ids=["os-error", "gunicorn-chunk-size", "gunicorn-terminator"],
+)
+def test_unreadable_chunked_body_is_400(
+    app: Flask, client: FlaskClient, path: str, error: Exception
+) -> None:
+    create_user(app, "alice")
+
+    response = post_chunked(
+        client, path, FailingStream(error), "application/x-www-form-urlencoded"
+    )
+
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "invalid_request",
+        "error_description": (
+            "The request body could not be read: its chunked encoding is"
+            " malformed, or it ended early."
+        ),
+    }
+    assert response.headers["Cache-Control"] == "no-store"
+    assert family_rows(app) == []
 
 
 @pytest.mark.parametrize(
