@@ -24,7 +24,7 @@ import secrets
 
 from flask import Request, Response
 
-from .errors import CSRFError
+from .errors import AuthError, CSRFError, InvalidRequest
 from .settings import Settings
 
 #: Methods that may change state, so a cookie-authenticated request with one of
@@ -47,6 +47,28 @@ def uses_refresh_cookie(settings: Settings) -> bool:
 def uses_cookies(settings: Settings) -> bool:
     """Return whether any token travels in a cookie, so the CSRF cookie is needed."""
     return uses_access_cookie(settings) or uses_refresh_cookie(settings)
+
+
+def single_cookie(
+    request: Request, name: str, error: type[AuthError] = InvalidRequest
+) -> str | None:
+    """Return the value of the cookie ``name``, or None when the request has none.
+
+    A browser sends two cookies of one name when a second one was set for
+    another Path or Domain, for example by a sibling subdomain for the parent
+    domain on a more specific Path. It sends the one with the longer Path first
+    (RFC 6265 section 5.4), and Werkzeug reads the first, so the injected cookie
+    would win. The server
+    cannot tell which one it set, so it uses neither.
+
+    :raises AuthError: an ``error`` (400 ``invalid_request`` by default), when
+        the cookie appears more than once.
+    """
+    values = request.cookies.getlist(name)
+    if len(values) > 1:
+        raise error(f"Send one {name} cookie, not several.")
+
+    return values[0] if values else None
 
 
 def refresh_cookie_path(settings: Settings) -> str:
@@ -136,12 +158,13 @@ def check_csrf(request: Request, settings: Settings) -> None:
 
     :raises CSRFError: the method may change state and the header or the cookie
         is missing, or they differ.
+    :raises InvalidRequest: the CSRF cookie appears more than once.
     """
     if request.method not in STATE_CHANGING_METHODS:
         return
 
     header = request.headers.get(settings.csrf_header_name)
-    cookie = request.cookies.get(settings.csrf_cookie_name)
+    cookie = single_cookie(request, settings.csrf_cookie_name)
     if not header:
         raise CSRFError(f"The {settings.csrf_header_name} header is missing.")
     if not cookie:

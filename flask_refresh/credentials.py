@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from flask import Request, after_this_request
 from werkzeug.wrappers import Response
 
+from .cookies import single_cookie
 from .errors import InvalidRequest, InvalidToken, MalformedAuthorization
 from .token_request import TokenRequest
 
@@ -47,7 +48,8 @@ def find_access_token(request: Request, state: State) -> Credential | None:
     """Return the access token from the first configured place that has one.
 
     :raises MalformedAuthorization: the header names the configured scheme but
-        carries no well-formed token, or the query parameter is repeated.
+        carries no well-formed token, or the query parameter or the cookie is
+        repeated.
     :raises InvalidToken: the token is longer than ``REFRESH_MAX_TOKEN_LENGTH``.
     """
     settings = state.settings
@@ -97,7 +99,7 @@ def bearer_token(request: Request, state: State) -> str | None:
 
 
 def _cookie_token(request: Request, state: State, name: str) -> str | None:
-    token = request.cookies.get(name)
+    token = single_cookie(request, name, MalformedAuthorization)
     if not token:
         return None
 
@@ -155,8 +157,8 @@ def find_refresh_token(
 
     :param names: the body parameters that may carry the token, in order.
     :param grant_type: the ``grant_type`` a body must name, if it names one.
-    :raises InvalidRequest: the body is malformed, or "body" is the only place
-        and it has no token.
+    :raises InvalidRequest: the body is malformed, "body" is the only place and
+        it has no token, or the refresh cookie is repeated.
     :raises UnsupportedGrantType: the body names another grant type.
     """
     settings = state.settings
@@ -167,7 +169,7 @@ def find_refresh_token(
 
     for location in settings.refresh_token_location:
         if location == "cookies":
-            token = request.cookies.get(settings.refresh_cookie_name)
+            token = single_cookie(request, settings.refresh_cookie_name)
             if token:
                 # Longer tokens are never issued, so the lookup is skipped.
                 if len(token) > max_length:

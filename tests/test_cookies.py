@@ -656,3 +656,113 @@ def test_session_routes_need_csrf(app: Flask, client: FlaskClient, alice: int) -
     assert rejected.status_code == 403
     assert accepted.status_code == 200
     assert accepted.json == {"revoked_sessions": 1}
+
+
+# ---------------------------------------------------------------------------
+# A cookie name sent twice
+# ---------------------------------------------------------------------------
+# A sibling subdomain can set a cookie for the parent domain on a more specific
+# Path. The browser then sends both, the injected one first, and the server
+# cannot tell which one it set.
+
+
+def cookie_values(client: FlaskClient) -> dict[str, str]:
+    """Return the value of each token cookie in the client's jar."""
+    return {
+        "access_token": jar_value(client, "access_token"),
+        "refresh_token": jar_value(client, "refresh_token", "/auth"),
+        "csrf_token": jar_value(client, "csrf_token"),
+    }
+
+
+def with_repeated(values: dict[str, str], name: str, injected: str) -> str:
+    """Return a Cookie header that sends ``name`` twice, the injected value first."""
+    pairs = [f"{name}={injected}"]
+    pairs += [f"{cookie}={value}" for cookie, value in values.items()]
+    return "; ".join(pairs)
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/auth/refresh", "refresh_token"),
+        ("/auth/refresh", "csrf_token"),
+        ("/auth/logout", "refresh_token"),
+        ("/auth/logout", "csrf_token"),
+        ("/who", "access_token"),
+        ("/who", "csrf_token"),
+    ],
+)
+def test_repeated_cookie_is_invalid_request(
+    app: Flask, client: FlaskClient, views: Flask, alice: int, path: str, name: str
+) -> None:
+    cookie_login(client)
+    values = cookie_values(client)
+    # Another session of the same user, as an attacker's login would give.
+    other = app.test_client()
+    cookie_login(other)
+    injected = cookie_values(other)[name]
+    header = with_repeated(values, name, injected)
+
+    response = app.test_client(use_cookies=False).post(
+        path, headers={"Cookie": header, "X-CSRF-Token": values["csrf_token"]}
+    )
+
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "invalid_request",
+        "error_description": f"Send one {name} cookie, not several.",
+    }
+    assert response.headers.getlist("Set-Cookie") == []
+    assert all(row.used_at is None for row in token_rows(app))
+    assert all(family.revoked_at is None for family in family_rows(app))
+
+
+def test_repeated_identical_cookie_is_rejected(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    cookie_login(client)
+    values = cookie_values(client)
+    header = with_repeated(values, "refresh_token", values["refresh_token"])
+
+    response = app.test_client(use_cookies=False).post(
+        "/auth/refresh",
+        headers={"Cookie": header, "X-CSRF-Token": values["csrf_token"]},
+    )
+
+    assert response.status_code == 400
+    (row,) = token_rows(app)
+    assert row.used_at is None
+
+
+def test_repeated_access_cookie_gets_challenge(
+    app: Flask, client: FlaskClient, views: Flask, alice: int
+) -> None:
+    cookie_login(client)
+    values = cookie_values(client)
+    header = with_repeated(values, "access_token", values["access_token"])
+
+    response = app.test_client(use_cookies=False).get(
+        "/who", headers={"Cookie": header}
+    )
+
+    assert response.status_code == 400
+    assert response.headers["WWW-Authenticate"].startswith(
+        'Bearer error="invalid_request"'
+    )
+
+
+def test_unused_repeated_cookie_is_ignored(
+    app: Flask, client: FlaskClient, views: Flask, alice: int
+) -> None:
+    """A GET needs no CSRF cookie, so a repeated one does not matter there."""
+    cookie_login(client)
+    values = cookie_values(client)
+    header = with_repeated(values, "csrf_token", "x" * 43)
+
+    response = app.test_client(use_cookies=False).get(
+        "/who", headers={"Cookie": header}
+    )
+
+    assert response.status_code == 200
+    assert response.json == {"user": str(alice)}
