@@ -41,8 +41,10 @@ def jwt_required(
         def me():
             return {"id": current_user.id}
 
-    CORS preflight requests (``OPTIONS``) reach the view without a token. Async
-    views are supported, and the decorated view keeps its signature.
+    CORS preflight requests (``OPTIONS``) reach the view without a token, as in
+    an ``optional`` view that got none: :func:`get_claims` returns an empty dict
+    and no token is read. Async views are supported, and the decorated view keeps
+    its signature.
 
     :param optional: let requests without a token through as anonymous. A token
         that is present must still be valid.
@@ -87,6 +89,10 @@ def verify_jwt_in_request(*, optional: bool = False, fresh: bool = False) -> Non
     :raises InsufficientScope: ``fresh`` is true and the token is not fresh.
     """
     if request.method == "OPTIONS":
+        # Browsers send CORS preflight requests without credentials (Fetch
+        # standard), so the view gets them as anonymous requests, with or
+        # without optional=True.
+        setattr(g, _CLAIMS_KEY, {})
         return
 
     state = get_state()
@@ -115,7 +121,8 @@ def verify_jwt_in_request(*, optional: bool = False, fresh: bool = False) -> Non
 def get_claims() -> dict[str, Any]:
     """Return the verified claims of the current request's access token.
 
-    The dict is empty in an ``optional`` view that got no token.
+    The dict is empty in an ``optional`` view that got no token, and in an
+    ``OPTIONS`` request.
 
     :raises RuntimeError: called outside a view protected by :func:`jwt_required`.
     """

@@ -55,6 +55,12 @@ def views(app: Flask) -> Flask:
     def claims() -> dict[str, Any]:
         return get_claims()
 
+    @app.route("/cors-claims", methods=["GET", "POST", "OPTIONS"])
+    @jwt_required()
+    def cors_claims() -> dict[str, Any]:
+        user = current_user.get_id() if current_user.is_authenticated else None
+        return {"method": request.method, "user": user, "claims": get_claims()}
+
     @app.get("/session-login/<int:user_id>")
     def session_login(user_id: int) -> dict[str, Any]:
         login_user(db.session.get(User, user_id))
@@ -358,6 +364,39 @@ def test_preflight_passes_without_token(client: FlaskClient, views: Flask) -> No
     assert preflight.status_code == 200
     assert preflight.json == {"method": "OPTIONS"}
     assert get.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, "valid", {"Authorization": "Bearer abc.def.ghi"}],
+    ids=["no-token", "valid-token", "invalid-token"],
+)
+def test_preflight_is_anonymous(
+    client: FlaskClient, views: Flask, alice: int, headers: Any
+) -> None:
+    """A view that reads get_claims() and current_user responds to OPTIONS too."""
+    if headers == "valid":
+        headers = bearer(login(client)["access_token"])
+
+    preflight = client.options("/cors-claims", headers=headers)
+
+    assert preflight.status_code == 200
+    assert preflight.json == {"method": "OPTIONS", "user": None, "claims": {}}
+
+
+def test_preflight_view_still_needs_token(
+    client: FlaskClient, views: Flask, alice: int
+) -> None:
+    access = login(client)["access_token"]
+
+    anonymous = client.post("/cors-claims")
+    signed_in = client.post("/cors-claims", headers=bearer(access))
+
+    assert anonymous.status_code == 401
+    assert signed_in.status_code == 200
+    assert signed_in.json is not None
+    assert signed_in.json["user"] == str(alice)
+    assert signed_in.json["claims"]["sub"] == str(alice)
 
 
 def test_async_view_works(client: FlaskClient, views: Flask, alice: int) -> None:
