@@ -4,8 +4,9 @@ Two limits apply to ``POST <prefix>/login``, each in Flask-Limiter's rate limit
 syntax and each counted over a moving window:
 
 * per account (``REFRESH_LOGIN_LIMIT_PER_ACCOUNT``), keyed on the submitted
-  username after Unicode NFKC normalisation, case folding and stripping, so that
-  ``Alice``, ``ALICE`` and ``alice`` in full-width letters share one budget;
+  username with case, accents and compatibility forms folded away (see
+  :func:`normalize_account`), so that ``Alice``, ``ALICE``, ``Álice`` and
+  ``alice`` in full-width letters share one budget;
 * per client address (``REFRESH_LOGIN_LIMIT_PER_ADDRESS``), keyed on
   ``request.remote_addr``.
 
@@ -31,6 +32,7 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import time
 import unicodedata
 from typing import TYPE_CHECKING, Any, cast
@@ -67,11 +69,63 @@ _ACCOUNT_KEY_LABEL = b"flask-refresh login throttle v1"
 def normalize_account(username: str) -> str:
     """Return the form of ``username`` that its failures are counted under.
 
-    NFKC folds compatibility characters (full-width letters, ligatures) into
-    their plain forms, and ``casefold`` is the Unicode case-insensitive form.
-    Surrounding white space is dropped because user loaders often strip it.
+    Two names that the user lookup treats as one account must share a budget,
+    or an attacker gets a new budget for each spelling. The database decides
+    which names are equal: MariaDB's default utf8mb4 collations ignore case and
+    accents, so ``démo``, ``dêmo`` and ``demó`` all find the user ``demo``. So
+    the key folds away what these collations ignore:
+
+    * NFKD splits accented letters into a base letter and combining marks, and
+      folds compatibility characters (full-width letters, ligatures);
+    * combining marks, format characters (zero-width space, soft hyphen),
+      control characters and :data:`_COLLATION_IGNORED` are dropped;
+    * ``casefold`` removes case, and a second NFKD pass decomposes its output;
+    * the dotless i (U+0131) becomes ``i`` and a run of ``s`` becomes one
+      ``s``, because ``utf8mb4_general_ci`` treats the dotless i as ``i`` and
+      ``ß`` as ``s``, where case folding keeps the dotless i and gives ``ss``;
+    * NFKC composes what is left, and surrounding white space is dropped
+      because user loaders often strip it.
+
+    A key coarser than the database only lets distinct accounts share a budget.
+
+    NOTE: checked with WEIGHT_STRING against utf8mb4_general_ci, the default
+    of MariaDB 10.11, for every character of the Basic Multilingual Plane.
+    general_ci gives every character above U+FFFF one weight, so a name with an
+    emoji has many spellings there. The UCA collations (utf8mb4_unicode_ci,
+    utf8mb4_uca1400_ai_ci) are looser still: the characters they ignore are
+    dropped here, but they also equate letters without a decomposition (``ð``
+    and ``đ`` with ``d``, ``ø`` with ``o``) and the digits of every script, and
+    such spellings keep budgets of their own.
     """
-    return unicodedata.normalize("NFKC", username).casefold().strip()
+    text = _drop_ignored(unicodedata.normalize("NFKD", username))
+    text = _drop_ignored(unicodedata.normalize("NFKD", text.casefold()))
+    text = _RUN_OF_S.sub("s", text.replace("\u0131", "i"))
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+#: General categories that account names lose: combining marks (Mn, Mc, Me),
+#: format characters (Cf) and control characters (Cc).
+_IGNORED_CATEGORIES = frozenset({"Mn", "Mc", "Me", "Cf", "Cc"})
+
+#: Letters and signs of other categories that MariaDB 10.11's UCA collations
+#: (utf8mb4_unicode_ci, utf8mb4_unicode_520_ci, utf8mb4_uca1400_ai_ci) ignore,
+#: as WEIGHT_STRING shows: the Arabic tatweel, tail fragment and start of rub
+#: el hizb, the NKo lajanyalan, two Samaritan modifier letters, the Mongolian
+#: nirugu and three Vedic signs.
+_COLLATION_IGNORED = frozenset(
+    "\u0640\ufe73\u06de\u07fa\u0824\u0828\u180a\u1cd3\u1cf2\u1cf3"
+)
+
+_RUN_OF_S = re.compile("s+")
+
+
+def _drop_ignored(text: str) -> str:
+    return "".join(
+        char
+        for char in text
+        if char not in _COLLATION_IGNORED
+        and unicodedata.category(char) not in _IGNORED_CATEGORIES
+    )
 
 
 def account_key(secret: bytes, username: str) -> str:

@@ -25,6 +25,7 @@ from helpers import (
     create_user,
     family_rows,
     token_rows,
+    verified_claims,
 )
 
 import example_app.models
@@ -184,10 +185,73 @@ def test_account_variants_share_one_budget(
     assert_throttled(response, 60)
 
 
+#: Users and spellings that MariaDB's default collation, utf8mb4_general_ci,
+#: finds as that user: accents, dotless i, sharp s and upper case.
+COLLATION_VARIANTS = [
+    ("demo", ["d\u00e9mo", "d\u00eamo", "dem\u00f3"]),
+    ("iris", ["\u0131ris", "iri\u00df", "\u00cdRI\u015e"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("username", "variants"), COLLATION_VARIANTS, ids=["accents", "i-and-s"]
+)
+def test_collation_variants_share_one_budget(
+    app: Flask,
+    client: FlaskClient,
+    limiter_time: FakeClock,
+    username: str,
+    variants: list[str],
+) -> None:
+    create_user(app, username)
+    for variant in variants:
+        assert attempt(client, username=variant).status_code == 400, variant
+
+    response = attempt(client, username=username, password=PASSWORD)
+
+    assert_throttled(response, 60)
+    assert family_rows(app) == []
+
+
+@pytest.mark.parametrize(
+    ("username", "variants"), COLLATION_VARIANTS, ids=["accents", "i-and-s"]
+)
+def test_collation_variants_find_user(
+    app: Flask,
+    client: FlaskClient,
+    limiter_time: FakeClock,
+    backend: str,
+    username: str,
+    variants: list[str],
+) -> None:
+    """On MariaDB each spelling logs in as the user, which is why they share."""
+    user_id = create_user(app, username)
+
+    responses = [
+        attempt(client, username=variant, password=PASSWORD) for variant in variants
+    ]
+
+    for variant, response in zip(variants, responses, strict=True):
+        if backend == "mariadb":
+            assert response.status_code == 200, variant
+            claims = verified_claims(response.json["access_token"])
+            assert claims["sub"] == str(user_id), variant
+        else:
+            # SQLite and PostgreSQL compare the names exactly.
+            assert response.status_code == 400, variant
+
+
 def test_normalised_names() -> None:
     assert normalize_account("\uff21\uff2c\uff29\uff23\uff25") == "alice"
-    assert normalize_account("  Stra\u00dfe ") == "strasse"
+    assert normalize_account("  Stra\u00dfe ") == "strase"
     assert normalize_account("\ufb01ne") == "fine"
+    assert normalize_account("D\u00c9MO") == "demo"
+    assert normalize_account("de\u0301mo") == "demo"
+    assert normalize_account("de\u200bmo\u00ad") == "demo"
+    assert normalize_account("de\u0640mo") == "demo"
+    assert normalize_account("\u0131ris") == "iris"
+    assert normalize_account("\u2102af\u00e9") == "cafe"
+    assert normalize_account("mississippi") == "misisippi"
     assert account_key(b"k", "Alice") == account_key(b"k", "alice ")
     assert account_key(b"k", "alice") != account_key(b"other key", "alice")
     assert "alice" not in account_key(b"k", "alice")
