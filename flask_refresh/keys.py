@@ -10,6 +10,8 @@ secret can never verify an RSA one (RFC 8725 section 3.1).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jwt.algorithms import get_default_algorithms
+from jwt.algorithms import HMACAlgorithm, get_default_algorithms
+from jwt.exceptions import InvalidKeyError
+from jwt.utils import is_pem_format
 
 from .config_values import HMAC_KEY_BYTES, ConfigError
 
@@ -47,9 +51,12 @@ _KEY_ENCODING_PREFIXES = (
     b"-----BEGIN",
     b"ssh-rsa",
     b"ssh-ed25519",
+    b"ssh-dss",
     b"ecdsa-sha2-",
     b"---- BEGIN SSH2",
 )
+
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -226,48 +233,127 @@ def _key_material(where: str, entry: Mapping[str, Any]) -> bytes:
 
 
 def _hmac_secret(where: str, algorithm: str, secret: bytes) -> bytes:
+    if is_encoded_key(secret):
+        raise ConfigError(
+            f"{where}: the {algorithm} secret is an encoded public or private key."
+            " An HMAC secret must be random bytes; give RSA, EC and Ed25519 keys"
+            " their own entry with their own algorithm."
+        )
     minimum = HMAC_KEY_BYTES[algorithm]
     if len(secret) < minimum:
         raise ConfigError(
             f"{where}: the secret is {len(secret)} bytes long, but {algorithm} needs"
             f" at least {minimum} random bytes (RFC 7518 section 3.2)."
         )
-    if _looks_like_asymmetric_key(secret):
-        raise ConfigError(
-            f"{where}: the {algorithm} secret is an encoded public or private key."
-            " An HMAC secret must be random bytes; give RSA, EC and Ed25519 keys"
-            " their own entry with their own algorithm."
-        )
 
     return secret
 
 
-def _looks_like_asymmetric_key(secret: bytes) -> bool:
-    stripped = secret.strip()
-    if stripped.startswith(_KEY_ENCODING_PREFIXES):
+def is_encoded_key(secret: bytes) -> bool:
+    """Return whether an HMAC secret is a public or private key or a certificate.
+
+    Such a secret is often public, so tokens signed with it could be forged, and
+    PyJWT refuses most of these forms when it signs, which would fail every
+    login. Recognised are PEM (also after a UTF-8 byte order mark), OpenSSH, a
+    JWK, a JWK Set or a list of JWKs, and DER, also in base64, base64url or hex,
+    as a key store or an environment variable may hold it.
+
+    NOTE: DER forms are recognised only with the cryptography package, which
+    every asymmetric key of the key set needs too.
+    """
+    if _refused_by_pyjwt(secret) or _is_key_encoding(secret):
         return True
 
-    if stripped.startswith(b"{"):
-        try:
-            parsed = json.loads(stripped)
-        except ValueError:
-            return False
-        return isinstance(parsed, dict) and "kty" in parsed
+    return any(_is_key_encoding(decoded) for decoded in _text_decodings(secret))
+
+
+def _refused_by_pyjwt(secret: bytes) -> bool:
+    # PyJWT checks every HMAC key when it signs or verifies (PyJWT 2.15 refuses
+    # PEM, OpenSSH, DER and JWK forms). A secret it refuses would pass start-up
+    # and then fail every login with a 500.
+    try:
+        HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+    except InvalidKeyError:
+        return True
+    return False
+
+
+def _is_key_encoding(data: bytes) -> bool:
+    stripped = data.strip()
+    if stripped.startswith(_UTF8_BOM):
+        stripped = stripped[len(_UTF8_BOM) :].strip()
+
+    if stripped.startswith(_KEY_ENCODING_PREFIXES) or is_pem_format(stripped):
+        return True
+    if stripped.startswith((b"{", b"[")):
+        return _is_jwk_json(stripped)
 
     return _is_der_key(stripped)
 
 
-def _is_der_key(data: bytes) -> bool:
+def _is_jwk_json(data: bytes) -> bool:
     try:
-        from cryptography.hazmat.primitives import serialization
-    except ImportError:
-        # Without cryptography no asymmetric key can be configured either, so a
-        # DER key used as a secret cannot be confused with one.
+        parsed = json.loads(data)
+    except (ValueError, RecursionError):
         return False
 
-    for load in (serialization.load_der_public_key, _load_der_private_key):
+    # A JWK, a JWK Set ({"keys": [...]}) or a list of JWKs: any object with a
+    # "kty" member is a key.
+    pending = [parsed]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if "kty" in value:
+                return True
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+
+    return False
+
+
+def _text_decodings(secret: bytes) -> list[bytes]:
+    """Return what ``secret`` decodes to as hex, base64 and base64url.
+
+    White space is removed first, because a PEM body without its armour is
+    base64 split into lines. Each decoding that fails is left out.
+    """
+    compact = b"".join(secret.removeprefix(_UTF8_BOM).split())
+    decoded: list[bytes] = []
+    # UnicodeDecodeError and binascii.Error are both ValueErrors.
+    with contextlib.suppress(ValueError):
+        decoded.append(bytes.fromhex(compact.decode("ascii")))
+
+    padded = compact + b"=" * (-len(compact) % 4)
+    for alternative_characters in (None, b"-_"):
+        with contextlib.suppress(ValueError):
+            decoded.append(
+                base64.b64decode(padded, altchars=alternative_characters, validate=True)
+            )
+
+    return decoded
+
+
+def _is_der_key(data: bytes) -> bool:
+    try:
+        from cryptography import x509
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+    except ImportError:
+        # Parsing DER needs cryptography, as the NOTE of is_encoded_key says.
+        return False
+
+    loaders = (
+        serialization.load_der_public_key,
+        _load_der_private_key,
+        x509.load_der_x509_certificate,
+    )
+    for load in loaders:
         try:
             load(data)
+        except UnsupportedAlgorithm:
+            # The structure is a key, of a type that cryptography cannot use.
+            return True
         except (ValueError, TypeError):
             continue
         return True

@@ -171,6 +171,16 @@ def _secret_key(value: object, algorithm: str) -> bytes:
     if not isinstance(value, bytes):
         raise ConfigError(f"{key} must be a str or bytes, got {type(value).__name__}.")
 
+    from .keys import is_encoded_key
+
+    # Checked also with REFRESH_SIGNING_KEYS set, because the secret derives
+    # rotated refresh tokens, which a public value would let anyone compute.
+    if is_encoded_key(value):
+        raise ConfigError(
+            f"{key} is an encoded public or private key (PEM, DER, OpenSSH or JWK),"
+            f" not a secret. Set it to a random secret of at least {minimum} bytes,"
+            " and list RSA, EC and Ed25519 keys in REFRESH_SIGNING_KEYS."
+        )
     if len(value) < minimum:
         raise ConfigError(
             f"{key} is {len(value)} bytes long, but {algorithm} needs at least"

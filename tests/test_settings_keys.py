@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -170,16 +171,36 @@ def test_es256_needs_p256_curve() -> None:
 
 
 def rsa_public_key_encodings() -> dict[str, bytes]:
+    """The RSA key in every encoding that a key file or a secret store may hold."""
     key = private_key("RS256")
     jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
     ssh = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
+    der = public_der(key)
+    pem_body = b"".join(public_pem(key).splitlines()[1:-1])
+    ec_private_der = private_key("ES256").private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    ed25519_der = public_der(private_key("EdDSA"))
     return {
         "pem": public_pem(key),
         "pem with leading space": b"  " + public_pem(key),
-        "der": public_der(key),
+        "pem with utf-8 bom": b"\xef\xbb\xbf" + public_pem(key),
+        "der": der,
+        "base64 der": base64.b64encode(der),
+        "base64url der": base64.urlsafe_b64encode(der).rstrip(b"="),
+        "pem body without armour": pem_body,
+        "hex der": der.hex().encode(),
+        "upper-case hex der": der.hex().upper().encode(),
+        "base64 pem": base64.b64encode(public_pem(key)),
+        "base64 ec private der": base64.b64encode(ec_private_der),
+        "hex ed25519 der": ed25519_der.hex().encode(),
         "jwk": json.dumps(jwk).encode(),
+        "jwk set": json.dumps({"keys": [jwk]}).encode(),
+        "jwk list": json.dumps([jwk]).encode(),
         "openssh": ssh,
         "private pem": private_pem(key).encode(),
     }
@@ -191,8 +212,50 @@ def test_asymmetric_key_as_hmac_secret_rejected(encoding: str, algorithm: str) -
     secret = rsa_public_key_encodings()[encoding]
     entry = {"kid": "k1", "algorithm": algorithm, "key": secret}
 
-    with pytest.raises(ConfigError, match="is an encoded public or private key"):
+    with pytest.raises(ConfigError) as error:
         settings_with_keys([entry])
+
+    assert "REFRESH_SIGNING_KEYS[0] (kid 'k1')" in str(error.value)
+    assert "is an encoded public or private key" in str(error.value)
+
+
+@pytest.mark.parametrize("encoding", list(rsa_public_key_encodings()))
+@pytest.mark.parametrize("signing_keys", [None, "set"], ids=["alone", "with-key-set"])
+def test_asymmetric_key_as_secret_key_rejected(
+    encoding: str, signing_keys: str | None
+) -> None:
+    """REFRESH_SECRET_KEY also derives refresh tokens, so it is checked either way."""
+    secret = rsa_public_key_encodings()[encoding]
+    config: dict[str, Any] = {"REFRESH_SECRET_KEY": secret}
+    if signing_keys:
+        config["REFRESH_SIGNING_KEYS"] = [key_entry("k1", "ES256")]
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+
+    assert str(error.value).startswith("REFRESH_SECRET_KEY is an encoded public")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        secrets.token_urlsafe(48),
+        secrets.token_hex(32),
+        base64.b64encode(secrets.token_bytes(48)).decode(),
+        secrets.token_bytes(64),
+        SECRET * 2,
+        "correct horse battery staple and more words",
+    ],
+    ids=["urlsafe", "hex", "base64", "bytes", "letters", "passphrase"],
+)
+def test_random_secret_accepted(secret: str | bytes) -> None:
+    settings = load_settings({"REFRESH_SECRET_KEY": secret})
+    entry_settings = settings_with_keys(
+        [{"kid": "k1", "algorithm": "HS256", "key": secret}]
+    )
+
+    assert settings.signing_keys.signer.kid is None
+    assert entry_settings.signing_keys.signer.kid == "k1"
 
 
 def test_public_key_cannot_sign() -> None:
