@@ -12,6 +12,10 @@ Three cookies, each only when ``REFRESH_ACCESS_TOKEN_LOCATION`` or
   ``REFRESH_CSRF_HEADER_NAME`` header. A cross-site page can make the browser send
   the cookies but cannot read them, so it cannot send the header.
 
+A response sets or clears these cookies only for a request that a page of another
+site cannot send: one with a JSON body, or one whose CSRF header matches the CSRF
+cookie (see :func:`may_set_cookies`).
+
 Every cookie gets the same Domain, Secure and SameSite attributes, and clearing a
 cookie repeats the attributes it was set with, because browsers keep a cookie that
 a Set-Cookie with another Path or Domain tries to delete.
@@ -47,6 +51,40 @@ def uses_refresh_cookie(settings: Settings) -> bool:
 def uses_cookies(settings: Settings) -> bool:
     """Return whether any token travels in a cookie, so the CSRF cookie is needed."""
     return uses_access_cookie(settings) or uses_refresh_cookie(settings)
+
+
+def may_set_cookies(request: Request, settings: Settings) -> bool:
+    """Return whether the response to ``request`` may set or clear token cookies.
+
+    A page of another site can make the browser POST a form-encoded or
+    text/plain body without asking first. If the response to such a login set
+    cookies, the victim's browser would be signed in to the attacker's account
+    (login CSRF). If a logout cleared them, any site could log the victim out.
+    A JSON body needs a CORS preflight that the app has to allow, and a CSRF
+    header that matches the CSRF cookie needs a script that can read the app's
+    cookies, so neither can come from another site.
+
+    :raises InvalidRequest: the CSRF cookie appears more than once.
+    """
+    if request.is_json:
+        return True
+
+    header = request.headers.get(settings.csrf_header_name)
+    cookie = single_cookie(request, settings.csrf_cookie_name)
+    if not header or not cookie:
+        return False
+    return _same_token(header, cookie)
+
+
+def tokens_fit_in_body(settings: Settings) -> bool:
+    """Return whether a token response can carry both tokens without cookies.
+
+    That needs a place other than cookies for each token: "headers" or
+    "query_string" for the access token, "body" for the refresh token.
+    """
+    return "body" in settings.refresh_token_location and any(
+        location != "cookies" for location in settings.access_token_location
+    )
 
 
 def single_cookie(
@@ -170,16 +208,20 @@ def check_csrf(request: Request, settings: Settings) -> None:
     if not cookie:
         raise CSRFError(f"The {settings.csrf_cookie_name} cookie is missing.")
 
-    # A constant-time comparison, so that response times do not reveal how much
-    # of a guessed token is right. surrogatepass encodes any str, one to one.
-    if not hmac.compare_digest(
-        header.encode("utf-8", "surrogatepass"),
-        cookie.encode("utf-8", "surrogatepass"),
-    ):
+    if not _same_token(header, cookie):
         raise CSRFError(
             f"The {settings.csrf_header_name} header does not match the"
             f" {settings.csrf_cookie_name} cookie."
         )
+
+
+def _same_token(header: str, cookie: str) -> bool:
+    # A constant-time comparison, so that response times do not reveal how much
+    # of a guessed token is right. surrogatepass encodes any str, one to one.
+    return hmac.compare_digest(
+        header.encode("utf-8", "surrogatepass"),
+        cookie.encode("utf-8", "surrogatepass"),
+    )
 
 
 def _set(

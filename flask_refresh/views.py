@@ -13,7 +13,9 @@ from .access_tokens import decode_access_token, encode_access_token
 from .cookies import (
     check_csrf,
     clear_token_cookies,
+    may_set_cookies,
     set_token_cookies,
+    tokens_fit_in_body,
     uses_cookies,
 )
 from .credentials import find_refresh_token
@@ -48,12 +50,15 @@ def client_info() -> ClientInfo:
     )
 
 
-def token_response(state: State, issued: IssuedRefreshToken, now: datetime) -> Response:
+def token_response(
+    state: State, issued: IssuedRefreshToken, now: datetime, *, with_cookies: bool
+) -> Response:
     """Build the RFC 6749 section 5.1 response for a new token pair.
 
-    A token that travels in a cookie is set as a cookie, and left out of the JSON
-    body when no other configured place needs it there, so that scripts on the
-    page cannot read it.
+    A token that travels in a cookie is set as a cookie when ``with_cookies`` is
+    true (see :func:`cookies_allowed`). It is left out of the JSON body when no
+    other configured place needs it there, so that scripts on the page cannot
+    read it.
     """
     settings = state.settings
     access = encode_access_token(
@@ -78,18 +83,42 @@ def token_response(state: State, issued: IssuedRefreshToken, now: datetime) -> R
         body["refresh_token"] = issued.token
 
     response = jsonify(body)
-    set_token_cookies(
-        response,
-        settings,
-        access_token=access.token,
-        access_max_age=access.expires_in,
-        refresh_token=issued.token,
-        refresh_max_age=refresh_expires_in,
-    )
+    if with_cookies:
+        set_token_cookies(
+            response,
+            settings,
+            access_token=access.token,
+            access_max_age=access.expires_in,
+            refresh_token=issued.token,
+            refresh_max_age=refresh_expires_in,
+        )
     # RFC 6749 section 5.1: responses carrying tokens must not be cached.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
+
+
+def cookies_allowed(state: State) -> bool:
+    """Decide whether the token response to this request may set cookies.
+
+    Call it before anything changes. A request that another site's page could
+    send (see :func:`~flask_refresh.cookies.may_set_cookies`) gets its tokens in
+    the JSON body only, which that page cannot read.
+
+    :raises InvalidRequest: such a request, where a token travels in cookies
+        only and so would have nowhere to go.
+    """
+    settings = state.settings
+    if not uses_cookies(settings) or may_set_cookies(request, settings):
+        return True
+
+    if not tokens_fit_in_body(settings):
+        raise InvalidRequest(
+            "Send this request as JSON (Content-Type: application/json). This app"
+            " returns tokens in cookies, which are set only for JSON requests and"
+            " requests with the CSRF header."
+        )
+    return False
 
 
 def _seconds_until(instant: datetime, now: datetime) -> int:
@@ -106,6 +135,7 @@ def login() -> Response:
         state.settings.login_field, "username", max_length=MAX_USERNAME_LENGTH
     )
     password = params.string("password", max_length=state.settings.max_password_length)
+    with_cookies = cookies_allowed(state)
 
     user = state.auth.authenticate(username, password)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -127,7 +157,7 @@ def login() -> Response:
     signals.login_succeeded.send(
         app, user_id=issued.user_id, family_id=issued.family_id
     )
-    return token_response(state, issued, now)
+    return token_response(state, issued, now, with_cookies=with_cookies)
 
 
 @blueprint.post("/refresh")
@@ -140,11 +170,15 @@ def refresh() -> Response:
     if credential is None:
         raise InvalidRequest("The request carries no refresh token.")
     if credential.from_cookie:
+        # A request that passes the CSRF check may get cookies.
         check_csrf(request, state.settings)
+        with_cookies = True
+    else:
+        with_cookies = cookies_allowed(state)
 
     now = state.clock()
     issued = rotate(state, credential.token, now=now, client=client_info())
-    return token_response(state, issued, now)
+    return token_response(state, issued, now, with_cookies=with_cookies)
 
 
 @blueprint.post("/logout")
@@ -154,18 +188,22 @@ def logout() -> Response:
     The response is 204 whether or not the token was known, as for RFC 7009
     revocation, so that it reveals nothing to an attacker and a client can always
     forget its tokens. With cookies configured, a request without any refresh
-    token also gets 204, and its cookies are cleared.
+    token also gets 204. The cookies are cleared only for a request that another
+    site's page cannot send (see :func:`~flask_refresh.cookies.may_set_cookies`),
+    so that such a page cannot log the browser out.
     """
     state = get_state()
+    settings = state.settings
     response = current_app.response_class(status=204)
-    if uses_cookies(state.settings):
-        clear_token_cookies(response, state.settings)
-
     credential = find_refresh_token(request, state, "refresh_token", "token")
+    from_cookie = credential is not None and credential.from_cookie
+    if from_cookie:
+        check_csrf(request, settings)
+    if uses_cookies(settings) and (from_cookie or may_set_cookies(request, settings)):
+        clear_token_cookies(response, settings)
+
     if credential is None:
         return response
-    if credential.from_cookie:
-        check_csrf(request, state.settings)
 
     presented = credential.token
     if is_well_formed(presented):

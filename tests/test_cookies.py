@@ -8,6 +8,7 @@ the cookies back as a browser would.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -611,7 +612,7 @@ def test_logout_clears_every_cookie(
     ],
 )
 def test_logout_repeats_custom_attributes(client: FlaskClient) -> None:
-    response = client.post("/auth/logout")
+    response = client.post("/auth/logout", json={})
 
     cleared = set_cookies(response)
     assert cleared["access_token"]["path"] == "/api"
@@ -636,10 +637,26 @@ def test_logout_without_csrf_rejected(
 
 
 def test_logout_without_cookie_clears(client: FlaskClient) -> None:
-    response = client.post("/auth/logout")
+    response = client.post("/auth/logout", json={})
 
     assert response.status_code == 204
     assert set(set_cookies(response)) == TOKEN_COOKIES
+
+
+def test_logout_with_csrf_header_only_clears(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    """A page whose refresh cookie is gone can still clear the other cookies."""
+    cookie_login(client)
+    headers = csrf_header(client)
+    client.delete_cookie("refresh_token", path="/auth")
+
+    response = client.post("/auth/logout", headers=headers)
+
+    assert response.status_code == 204
+    assert set(set_cookies(response)) == TOKEN_COOKIES
+    (family,) = family_rows(app)
+    assert family.revoked_at is None
 
 
 def test_session_routes_need_csrf(app: Flask, client: FlaskClient, alice: int) -> None:
@@ -766,3 +783,200 @@ def test_unused_repeated_cookie_is_ignored(
 
     assert response.status_code == 200
     assert response.json == {"user": str(alice)}
+
+
+# ---------------------------------------------------------------------------
+# Requests that another site's page can send
+# ---------------------------------------------------------------------------
+# An HTML form on any site can POST a form-encoded or text/plain body to the
+# app without a CORS preflight, and the browser stores the cookies of the
+# response. SameSite=Strict keeps the victim's cookies out of such a request,
+# so it arrives without them.
+
+MIXED = {
+    "REFRESH_ACCESS_TOKEN_LOCATION": ["headers", "cookies"],
+    "REFRESH_REFRESH_TOKEN_LOCATION": ["body", "cookies"],
+}
+FORM_NEEDS_JSON = {
+    "error": "invalid_request",
+    "error_description": (
+        "Send this request as JSON (Content-Type: application/json). This app"
+        " returns tokens in cookies, which are set only for JSON requests and"
+        " requests with the CSRF header."
+    ),
+}
+
+
+def form_login(client: FlaskClient, username: str = "alice") -> Any:
+    return client.post(
+        "/auth/login",
+        data={"grant_type": "password", "username": username, "password": PASSWORD},
+    )
+
+
+def test_form_login_rejected_in_cookie_mode(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    response = form_login(client)
+
+    assert response.status_code == 400
+    assert response.json == FORM_NEEDS_JSON
+    assert response.headers.getlist("Set-Cookie") == []
+    assert family_rows(app) == []
+
+
+def test_text_plain_login_sets_no_cookie(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    # <form enctype="text/plain"> can spell a JSON object in its body.
+    body = json.dumps({"username": "alice", "password": PASSWORD, "x": "="})
+
+    response = client.post("/auth/login", data=body, content_type="text/plain")
+
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"] == "invalid_request"
+    assert response.headers.getlist("Set-Cookie") == []
+    assert family_rows(app) == []
+
+
+@pytest.mark.parametrize("config_overrides", [MIXED])
+def test_form_login_gets_body_tokens_only(
+    app: Flask, client: FlaskClient, views: Flask, alice: int
+) -> None:
+    response = form_login(client)
+
+    assert response.status_code == 200
+    assert response.headers.getlist("Set-Cookie") == []
+    assert response.json is not None
+    assert {"access_token", "refresh_token"} <= set(response.json)
+    who = client.get("/who", headers=bearer(response.json["access_token"]))
+    assert who.json == {"user": str(alice)}
+
+
+@pytest.mark.parametrize("config_overrides", [MIXED])
+def test_json_login_still_sets_cookies(client: FlaskClient, alice: int) -> None:
+    response = cookie_login(client)
+
+    assert set(set_cookies(response)) == TOKEN_COOKIES
+
+
+@pytest.mark.parametrize("config_overrides", [MIXED])
+def test_form_refresh_with_body_token_sets_no_cookie(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    """An attacker's own refresh token in a cross-site form: no cookie swap."""
+    create_user(app, "mallory")
+    cookie_login(client)
+    victim = cookie_values(client)
+    attacker = login(app.test_client(), "mallory")["refresh_token"]
+
+    response = client.post(
+        "/auth/refresh",
+        data={"grant_type": "refresh_token", "refresh_token": attacker},
+    )
+
+    assert response.status_code == 200
+    assert response.headers.getlist("Set-Cookie") == []
+    assert response.json is not None
+    assert "refresh_token" in response.json
+    assert cookie_values(client) == victim
+
+
+@pytest.mark.parametrize(
+    "config_overrides",
+    [{**COOKIES, "REFRESH_REFRESH_TOKEN_LOCATION": ["body", "cookies"]}],
+)
+def test_form_refresh_rejected_without_body_place(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    """The access token travels in cookies only, so it would have nowhere to go."""
+    other = cookie_login(app.test_client()).json
+    assert other is not None
+    token = other["refresh_token"]
+
+    response = client.post(
+        "/auth/refresh", data={"grant_type": "refresh_token", "refresh_token": token}
+    )
+
+    assert response.status_code == 400
+    assert response.json == FORM_NEEDS_JSON
+    assert response.headers.getlist("Set-Cookie") == []
+    assert all(row.used_at is None for row in token_rows(app))
+
+
+@pytest.mark.parametrize("config_overrides", [MIXED])
+def test_json_refresh_with_body_token_sets_cookies(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    token = login(app.test_client())["refresh_token"]
+
+    response = client.post("/auth/refresh", json={"refresh_token": token})
+
+    assert response.status_code == 200
+    assert set(set_cookies(response)) == TOKEN_COOKIES
+
+
+@pytest.mark.parametrize(
+    "body",
+    [None, {"grant_type": "refresh_token"}],
+    ids=["no-body", "form"],
+)
+def test_cross_site_logout_keeps_cookies(
+    app: Flask, client: FlaskClient, alice: int, body: dict[str, str] | None
+) -> None:
+    """SameSite=Strict keeps the cookies out, so the form arrives without them."""
+    cookie_login(client)
+
+    response = app.test_client().post("/auth/logout", data=body)
+
+    assert response.status_code == 204
+    assert response.headers.getlist("Set-Cookie") == []
+    (family,) = family_rows(app)
+    assert family.revoked_at is None
+
+
+@pytest.mark.parametrize("config_overrides", [MIXED])
+def test_form_logout_with_body_token_keeps_cookies(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    mallory = create_user(app, "mallory")
+    cookie_login(client)
+    victim = cookie_values(client)
+    attacker = login(app.test_client(), "mallory")["refresh_token"]
+
+    response = client.post("/auth/logout", data={"refresh_token": attacker})
+
+    assert response.status_code == 204
+    assert response.headers.getlist("Set-Cookie") == []
+    assert cookie_values(client) == victim
+    reasons = {family.user_id: family.revoked_reason for family in family_rows(app)}
+    assert reasons == {alice: None, mallory: "logout"}
+
+
+@pytest.mark.parametrize("config_overrides", [{}])
+def test_form_requests_unchanged_without_cookies(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    """OAuth clients send forms; in header and body mode nothing changes."""
+    login_response = form_login(client)
+    assert login_response.json is not None
+    refreshed = client.post(
+        "/auth/refresh",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": login_response.json["refresh_token"],
+        },
+    )
+    assert refreshed.json is not None
+    logged_out = client.post(
+        "/auth/logout", data={"refresh_token": refreshed.json["refresh_token"]}
+    )
+
+    assert login_response.status_code == 200
+    assert refreshed.status_code == 200
+    assert logged_out.status_code == 204
+    for response in (login_response, refreshed, logged_out):
+        assert response.headers.getlist("Set-Cookie") == []
+    (family,) = family_rows(app)
+    assert family.revoked_reason == "logout"
