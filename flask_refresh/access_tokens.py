@@ -41,9 +41,11 @@ RESERVED_CLAIMS = frozenset((*REQUIRED_CLAIMS, "iss", "aud"))
 KEY_HEADER_PARAMETERS = ("jku", "jwk", "x5u", "x5c")
 
 #: RFC 7515 section 7.1: three base64url segments without padding. PyJWT also
-#: decodes a padded signature, so without this check one token would have several
-#: spellings. The signature may be empty so that an unsigned token is reported
-#: as using an algorithm that is not allowed.
+#: decodes a padded signature, so without this check one signature would have
+#: several encodings. An ES256 signature (r, s) also has a second valid value,
+#: (r, n - s), which is harmless because nothing here keys on the token string.
+#: The signature may be empty so that an unsigned token is reported as using an
+#: algorithm that is not allowed.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 

@@ -465,3 +465,48 @@ def test_well_signed_forgery_control(client: FlaskClient, alice: int) -> None:
     response = me(client, token)
 
     assert response.status_code == 200
+
+
+# ---------------------------------------------------------------------------
+# ECDSA signatures have a second valid form
+# ---------------------------------------------------------------------------
+
+#: The order n of the P-256 group. An ECDSA signature (r, s) verifies exactly
+#: when (r, n - s) does.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def other_signature_form(token: str) -> str:
+    """Return ``token`` with its ES256 signature (r, s) replaced by (r, n - s)."""
+    header, payload, signature = token.split(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    r, s = raw[:32], int.from_bytes(raw[32:], "big")
+    flipped = r + (P256_ORDER - s).to_bytes(32, "big")
+    return f"{header}.{payload}.{segment(flipped)}"
+
+
+@pytest.mark.parametrize(
+    "config_overrides",
+    [
+        {
+            "REFRESH_SIGNING_KEYS": [key_entry("ec-1", "ES256")],
+            "REFRESH_CHECK_REVOKED": True,
+        }
+    ],
+)
+def test_es256_second_form_is_same_token(client: FlaskClient, alice: int) -> None:
+    """Two strings, one set of claims: revoking through either ends both."""
+    token = login(client)["access_token"]
+    other = other_signature_form(token)
+
+    first_use = me(client, other)
+    revoked = client.post(
+        "/auth/revoke", json={"token": other, "token_type_hint": "access_token"}
+    )
+
+    assert other != token
+    assert first_use.status_code == 200
+    assert first_use.json == {"id": alice, "username": "alice"}
+    assert revoked.status_code == 200
+    assert me(client, token).status_code == 401
+    assert me(client, other).status_code == 401
