@@ -31,6 +31,7 @@ from .config_values import (
 from .config_values import (
     ConfigError as ConfigError,
 )
+from .cookie_settings import check_cookie_settings
 
 if TYPE_CHECKING:
     from .keys import KeySet
@@ -207,7 +208,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
     secret_key = _secret_key(get("REFRESH_SECRET_KEY"), algorithm)
     cookie_secure = parse_bool("REFRESH_COOKIE_SECURE", get("REFRESH_COOKIE_SECURE"))
 
-    return Settings(
+    settings = Settings(
         secret_key=secret_key,
         algorithm=algorithm,
         access_token_lifetime=duration("REFRESH_ACCESS_TOKEN_LIFETIME"),
@@ -281,6 +282,8 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
             "REFRESH_CSRF_HEADER_NAME", get("REFRESH_CSRF_HEADER_NAME")
         ),
     )
+    check_cookie_settings(settings)
+    return settings
 
 
 _COOKIE_NAME_KEYS = (

@@ -403,3 +403,118 @@ def test_empty_header_type_allowed() -> None:
     settings = load_settings({"REFRESH_SECRET_KEY": SECRET, "REFRESH_HEADER_TYPE": ""})
 
     assert settings.header_type == ""
+
+
+# ---------------------------------------------------------------------------
+# Cookie settings checked together
+# ---------------------------------------------------------------------------
+
+COOKIES = {
+    "REFRESH_ACCESS_TOKEN_LOCATION": "cookies",
+    "REFRESH_REFRESH_TOKEN_LOCATION": "cookies",
+}
+
+
+@pytest.mark.parametrize(
+    "refresh_location", ["cookies", ["body", "cookies"]], ids=["cookies", "mixed"]
+)
+def test_root_prefix_rejected_with_refresh_cookie(refresh_location: Any) -> None:
+    config = {
+        "REFRESH_SECRET_KEY": SECRET,
+        "REFRESH_URL_PREFIX": "/",
+        "REFRESH_REFRESH_TOKEN_LOCATION": refresh_location,
+    }
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+
+    assert str(error.value).startswith('REFRESH_URL_PREFIX is "/"')
+    assert "every route" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "locations",
+    [{}, {"REFRESH_ACCESS_TOKEN_LOCATION": "cookies"}],
+    ids=["headers-and-body", "access-cookie"],
+)
+def test_root_prefix_allowed_without_refresh_cookie(locations: dict[str, str]) -> None:
+    settings = load_settings(
+        {"REFRESH_SECRET_KEY": SECRET, "REFRESH_URL_PREFIX": "/", **locations}
+    )
+
+    assert settings.url_prefix == "/"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"),
+    [
+        (
+            {"REFRESH_REFRESH_COOKIE_NAME": "__Host-rt"},
+            "REFRESH_REFRESH_COOKIE_NAME",
+            "only with the Path \"/\", but this cookie's Path is '/auth'",
+        ),
+        (
+            {
+                "REFRESH_ACCESS_COOKIE_NAME": "__Host-at",
+                "REFRESH_ACCESS_COOKIE_PATH": "/api",
+            },
+            "REFRESH_ACCESS_COOKIE_NAME",
+            "this cookie's Path is '/api'",
+        ),
+        (
+            {
+                "REFRESH_CSRF_COOKIE_NAME": "__Host-csrf",
+                "REFRESH_COOKIE_DOMAIN": "example.test",
+            },
+            "REFRESH_CSRF_COOKIE_NAME",
+            "only without a Domain",
+        ),
+        (
+            {"REFRESH_CSRF_COOKIE_NAME": "__host-csrf", "REFRESH_COOKIE_SECURE": False},
+            "REFRESH_CSRF_COOKIE_NAME",
+            "only when it is Secure",
+        ),
+        (
+            {
+                "REFRESH_REFRESH_COOKIE_NAME": "__Secure-rt",
+                "REFRESH_COOKIE_SECURE": False,
+            },
+            "REFRESH_REFRESH_COOKIE_NAME",
+            "only when it is Secure",
+        ),
+    ],
+    ids=["host-refresh", "host-access-path", "host-domain", "host-insecure", "secure"],
+)
+def test_cookie_name_prefix_rules_enforced(
+    overrides: dict[str, Any], key: str, message: str
+) -> None:
+    config = {"REFRESH_SECRET_KEY": SECRET, **COOKIES, **overrides}
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+
+    assert str(error.value).startswith(f"{key} is ")
+    assert message in str(error.value)
+
+
+def test_recommended_cookie_names_accepted() -> None:
+    settings = load_settings(
+        {
+            "REFRESH_SECRET_KEY": SECRET,
+            **COOKIES,
+            "REFRESH_ACCESS_COOKIE_NAME": "__Host-access_token",
+            "REFRESH_REFRESH_COOKIE_NAME": "__Secure-refresh_token",
+            "REFRESH_CSRF_COOKIE_NAME": "__Host-csrf_token",
+        }
+    )
+
+    assert settings.refresh_cookie_name == "__Secure-refresh_token"
+
+
+def test_unused_cookie_name_not_checked() -> None:
+    """Without cookies, the cookie names are never sent, so nothing is checked."""
+    settings = load_settings(
+        {"REFRESH_SECRET_KEY": SECRET, "REFRESH_REFRESH_COOKIE_NAME": "__Host-rt"}
+    )
+
+    assert settings.refresh_cookie_name == "__Host-rt"
