@@ -2,9 +2,10 @@
 
 The package ships ``openapi.json``, whose paths are relative to the URL prefix.
 :func:`openapi_spec` returns it for one app: every path under the app's
-``REFRESH_URL_PREFIX``, and the length limits and login field of its config. A
-host merges that into its own document, or sets ``REFRESH_SERVE_OPENAPI = True``
-to serve it at ``<prefix>/openapi.json``.
+``REFRESH_URL_PREFIX``, the length limits and login field of its config, and the
+places its tokens travel in (see :mod:`flask_refresh.openapi_locations`). A host
+merges that into its own document, or sets ``REFRESH_SERVE_OPENAPI = True`` to
+serve it at ``<prefix>/openapi.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify
 
 from .extension import get_state
+from .openapi_locations import apply_token_locations
 
 #: The file in this package that contains the document.
 DOCUMENT_FILE = "openapi.json"
@@ -46,7 +48,9 @@ def openapi_spec(app: Flask | None = None) -> dict[str, Any]:
     Each path starts with the app's ``REFRESH_URL_PREFIX``, so the document fits
     a server at the root of the app. The length limits follow
     ``REFRESH_MAX_TOKEN_LENGTH`` and ``REFRESH_MAX_PASSWORD_LENGTH``, and the login
-    body names ``REFRESH_LOGIN_FIELD``.
+    body names ``REFRESH_LOGIN_FIELD``. The security schemes, the refresh and
+    logout bodies and the token fields of responses follow the token locations,
+    header name and header type.
 
     :param app: the app; the current app when left out.
     :raises RuntimeError: flask-refresh is not initialised on the app.
@@ -56,6 +60,7 @@ def openapi_spec(app: Flask | None = None) -> dict[str, Any]:
     # The packaged file names the default prefix as its server; here the prefix
     # is part of every path instead.
     document.pop("servers", None)
+    apply_token_locations(document, settings)
 
     prefix = "" if settings.url_prefix == "/" else settings.url_prefix
     paths: dict[str, Any] = document["paths"]

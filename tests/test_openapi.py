@@ -13,12 +13,14 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import PASSWORD
+from helpers import PASSWORD, create_user
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from test_e2e_gunicorn import (
     REPO_ROOT,
@@ -152,6 +154,205 @@ def test_document_follows_config(app: Flask) -> None:
     )
 
 
+# ---------------------------------------------------------------------------
+# Token locations
+# ---------------------------------------------------------------------------
+
+COOKIES = {
+    "REFRESH_ACCESS_TOKEN_LOCATION": "cookies",
+    "REFRESH_REFRESH_TOKEN_LOCATION": "cookies",
+}
+MIXED = {
+    "REFRESH_ACCESS_TOKEN_LOCATION": ["headers", "cookies"],
+    "REFRESH_REFRESH_TOKEN_LOCATION": ["body", "cookies"],
+}
+FORM = "application/x-www-form-urlencoded"
+
+
+def operation(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    item: dict[str, Any] = document["paths"][path][method]
+    return item
+
+
+@pytest.mark.parametrize("config_overrides", [{}])
+def test_default_document_uses_bearer_and_body(app: Flask) -> None:
+    document = openapi_spec(app)
+
+    validate(document)
+    assert set(document["components"]["securitySchemes"]) == {"bearerAuth"}
+    assert operation(document, "/auth/sessions", "get")["security"] == [
+        {"bearerAuth": []}
+    ]
+    refresh = operation(document, "/auth/refresh", "post")
+    assert "security" not in refresh
+    assert refresh["requestBody"]["required"] is True
+    assert FORM in refresh["requestBody"]["content"]
+    required = document["components"]["schemas"]["TokenResponse"]["required"]
+    assert {"access_token", "refresh_token"} <= set(required)
+
+
+@pytest.mark.parametrize("config_overrides", [COOKIES])
+def test_cookie_document_uses_cookies_and_csrf(app: Flask) -> None:
+    document = openapi_spec(app)
+    schemes = document["components"]["securitySchemes"]
+
+    validate(document)
+    assert schemes["accessTokenCookie"] == {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "access_token",
+        "description": "The access token cookie that /login and /refresh set.",
+    }
+    assert schemes["refreshTokenCookie"]["in"] == "cookie"
+    assert schemes["refreshTokenCookie"]["name"] == "refresh_token"
+    assert schemes["csrfCookie"]["in"] == "cookie"
+    assert schemes["csrfCookie"]["name"] == "csrf_token"
+    assert schemes["csrfHeader"]["in"] == "header"
+    assert schemes["csrfHeader"]["name"] == "X-CSRF-Token"
+    assert "bearerAuth" not in schemes
+    assert operation(document, "/auth/sessions", "get")["security"] == [
+        {"accessTokenCookie": []}
+    ]
+    assert operation(document, "/auth/logout-all", "post")["security"] == [
+        {"accessTokenCookie": [], "csrfCookie": [], "csrfHeader": []}
+    ]
+    refresh = operation(document, "/auth/refresh", "post")
+    logout = operation(document, "/auth/logout", "post")
+    assert refresh["security"] == [
+        {"refreshTokenCookie": [], "csrfCookie": [], "csrfHeader": []}
+    ]
+    assert logout["security"] == [
+        {"refreshTokenCookie": [], "csrfCookie": [], "csrfHeader": []},
+        {},
+    ]
+    assert "requestBody" not in refresh
+    assert "requestBody" not in logout
+    login_content = operation(document, "/auth/login", "post")["requestBody"]
+    assert set(login_content["content"]) == {"application/json"}
+    token_fields = document["components"]["schemas"]["TokenResponse"]["properties"]
+    assert "access_token" not in token_fields
+    assert "refresh_token" not in token_fields
+    assert "Set-Cookie" in document["components"]["responses"]["Tokens"]["headers"]
+
+
+@pytest.mark.parametrize("config_overrides", [MIXED])
+def test_mixed_document_makes_body_optional(app: Flask) -> None:
+    document = openapi_spec(app)
+
+    validate(document)
+    refresh = operation(document, "/auth/refresh", "post")
+    assert refresh["requestBody"]["required"] is False
+    assert FORM in refresh["requestBody"]["content"]
+    assert refresh["security"] == [
+        {"refreshTokenCookie": [], "csrfCookie": [], "csrfHeader": []},
+        {},
+    ]
+    assert operation(document, "/auth/logout-others", "post")["security"] == [
+        {"bearerAuth": []},
+        {"accessTokenCookie": [], "csrfCookie": [], "csrfHeader": []},
+    ]
+    required = document["components"]["schemas"]["TokenResponse"]["required"]
+    assert {"access_token", "refresh_token"} <= set(required)
+
+
+@pytest.mark.parametrize(
+    "config_overrides",
+    [
+        {
+            "REFRESH_HEADER_NAME": "X-Access-Token",
+            "REFRESH_HEADER_TYPE": "",
+            "REFRESH_ACCESS_TOKEN_LOCATION": ["headers", "query_string"],
+        }
+    ],
+)
+def test_document_follows_header_settings(app: Flask) -> None:
+    document = openapi_spec(app)
+    schemes = document["components"]["securitySchemes"]
+
+    validate(document)
+    assert schemes["accessTokenHeader"]["type"] == "apiKey"
+    assert schemes["accessTokenHeader"]["in"] == "header"
+    assert schemes["accessTokenHeader"]["name"] == "X-Access-Token"
+    assert "without a scheme" in schemes["accessTokenHeader"]["description"]
+    assert schemes["accessTokenQuery"]["in"] == "query"
+    assert schemes["accessTokenQuery"]["name"] == "access_token"
+    assert operation(document, "/auth/sessions", "get")["security"] == [
+        {"accessTokenHeader": []},
+        {"accessTokenQuery": []},
+    ]
+
+
+def assert_documented(document: dict[str, Any], path: str, response: Any) -> None:
+    """Check a response against the document: status, headers and body schema."""
+    method = response.request.method.lower()
+    responses = operation(document, path, method)["responses"]
+    status = str(response.status_code)
+    assert status in responses, (path, status, response.data[:200])
+
+    documented = responses[status]
+    if "$ref" in documented:
+        name = documented["$ref"].rsplit("/", 1)[1]
+        documented = document["components"]["responses"][name]
+    for header, spec in documented.get("headers", {}).items():
+        if "$ref" in spec:
+            spec = document["components"]["headers"][spec["$ref"].rsplit("/", 1)[1]]
+        if spec.get("required"):
+            assert header in response.headers, (path, header)
+
+    content = documented.get("content")
+    if content is None:
+        assert response.data == b"", path
+        return
+    assert response.mimetype in content, path
+    # The schema's references point into the document's components.
+    schema = {
+        **content[response.mimetype]["schema"],
+        "components": document["components"],
+    }
+    OAS31Validator(schema).validate(response.json)
+
+
+@pytest.mark.parametrize("config_overrides", [COOKIES])
+def test_cookie_document_matches_routes(app: Flask, client: FlaskClient) -> None:
+    """Requests built as the cookie-mode document says get documented answers."""
+    document = openapi_spec(app)
+    create_user(app, "alice")
+
+    login = client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+    form_login = app.test_client().post(
+        "/auth/login",
+        data={"grant_type": "password", "username": "alice", "password": PASSWORD},
+    )
+    csrf_cookie = client.get_cookie("csrf_token")
+    assert csrf_cookie is not None
+    csrf = {"X-CSRF-Token": csrf_cookie.value}
+    sessions = client.get("/auth/sessions")
+    refreshed = client.post("/auth/refresh", headers=csrf)
+    csrf = {"X-CSRF-Token": client.get_cookie("csrf_token").value}  # type: ignore[union-attr]
+    without_csrf = client.post("/auth/refresh")
+    others = client.post("/auth/logout-others", headers=csrf)
+    logout = client.post("/auth/logout", headers=csrf)
+
+    assert login.status_code == 200
+    assert login.headers.getlist("Set-Cookie")
+    assert form_login.status_code == 400
+    assert sessions.status_code == 200
+    assert refreshed.status_code == 200
+    assert without_csrf.status_code == 403
+    assert others.status_code == 200
+    assert logout.status_code == 204
+    for path, response in [
+        ("/auth/login", login),
+        ("/auth/login", form_login),
+        ("/auth/sessions", sessions),
+        ("/auth/refresh", refreshed),
+        ("/auth/refresh", without_csrf),
+        ("/auth/logout-others", others),
+        ("/auth/logout", logout),
+    ]:
+        assert_documented(document, path, response)
+
+
 def test_document_ships_in_the_package() -> None:
     setup = (REPO_ROOT / "setup.cfg").read_text()
 
@@ -164,8 +365,14 @@ def test_document_ships_in_the_package() -> None:
 
 
 @pytest.fixture
-def gunicorn_server(fresh_database_url: str, tmp_path: Path) -> Iterator[Server]:
+def gunicorn_server(
+    fresh_database_url: str, tmp_path: Path, config_overrides: dict[str, Any]
+) -> Iterator[Server]:
+    """The example app under gunicorn, with the test's config overrides."""
     environment = example_app_environment(fresh_database_url)
+    # Flask's from_prefixed_env parses each value as JSON.
+    for key, value in config_overrides.items():
+        environment[f"FLASK_{key}"] = json.dumps(value)
     run_flask(environment, "db", "upgrade")
     run_flask(environment, "users", "create", USERNAME, "--password", PASSWORD)
 
@@ -199,11 +406,31 @@ def gunicorn_server(fresh_database_url: str, tmp_path: Path) -> Iterator[Server]
 def run_schemathesis(
     server: Server, document: Path, config: Path, *options: str
 ) -> subprocess.CompletedProcess[str]:
+    """Log in, then run schemathesis with the new session's credentials.
+
+    The access token goes in the Authorization header. In cookie mode the login
+    sets cookies instead, which go into ``config`` as the values of the
+    document's cookie and CSRF security schemes, so that schemathesis knows
+    which request parts carry them.
+    """
     login = server.post(
         "/auth/login", json={"username": USERNAME, "password": PASSWORD}
     )
     assert login.status_code == 200, login.text
-    access_token = login.json()["access_token"]
+    headers: list[str] = []
+    config_text = SCHEMATHESIS_CONFIG
+    if "access_token" in login.json():
+        headers = ["--header", f"Authorization: Bearer {login.json()['access_token']}"]
+    else:
+        credentials = {
+            "accessTokenCookie": login.cookies["access_token"],
+            "refreshTokenCookie": login.cookies["refresh_token"],
+            "csrfCookie": login.cookies["csrf_token"],
+            "csrfHeader": login.cookies["csrf_token"],
+        }
+        for scheme, value in credentials.items():
+            config_text += f'\n[auth.openapi.{scheme}]\napi_key = "{value}"\n'
+    config.write_text(config_text)
 
     return subprocess.run(
         [
@@ -221,8 +448,7 @@ def run_schemathesis(
             # A fixed seed makes a failure in CI reproducible locally.
             "--seed",
             "20261204",
-            "--header",
-            f"Authorization: Bearer {access_token}",
+            *headers,
             "--no-color",
             *options,
         ],
@@ -236,26 +462,41 @@ def run_schemathesis(
     )
 
 
+@pytest.mark.parametrize(
+    "config_overrides", [{}, COOKIES], ids=["headers-and-body", "cookies"]
+)
 def test_schemathesis_finds_no_failure(
     app: Flask, gunicorn_server: Server, tmp_path: Path
 ) -> None:
+    spec = openapi_spec(app)
     document = tmp_path / "openapi.json"
-    document.write_text(json.dumps(openapi_spec(app)))
+    document.write_text(json.dumps(spec))
     config = tmp_path / "schemathesis.toml"
-    config.write_text(SCHEMATHESIS_CONFIG)
 
     # logout-all revokes the session of the access token that the other
-    # operations use, so it runs last, on its own.
-    others = run_schemathesis(
-        gunicorn_server, document, config, "--exclude-operation-id", "logoutAll"
-    )
-    logout_all = run_schemathesis(
-        gunicorn_server, document, config, "--include-operation-id", "logoutAll"
-    )
+    # operations use, so it runs after them, on its own. With the refresh token
+    # in a cookie, schemathesis sends the session's real refresh token, so
+    # logout and refresh (whose replays count as reuse) end the session too.
+    # Each run logs in afresh.
+    ending = ["logoutAll"]
+    if "refreshTokenCookie" in spec["components"]["securitySchemes"]:
+        ending += ["logout", "refresh"]
+    excluded = [
+        option for name in ending for option in ("--exclude-operation-id", name)
+    ]
+    results = [run_schemathesis(gunicorn_server, document, config, *excluded)]
+    for name in ending:
+        results.append(
+            run_schemathesis(
+                gunicorn_server, document, config, "--include-operation-id", name
+            )
+        )
 
-    for result in (others, logout_all):
+    for result in results:
         assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
         assert re.search(r"\d+ generated, \d+ passed", result.stdout), result.stdout
+        # The credentials worked: no operation got only 401 and 403.
+        assert "Authentication failed" not in result.stdout, result.stdout[-4000:]
     log = gunicorn_server.log()
     assert "Traceback" not in log, log[-4000:]
     assert (
