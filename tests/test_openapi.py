@@ -314,7 +314,7 @@ def assert_documented(document: dict[str, Any], path: str, response: Any) -> Non
 
 @pytest.mark.parametrize("config_overrides", [COOKIES])
 def test_cookie_document_matches_routes(app: Flask, client: FlaskClient) -> None:
-    """Requests built as the cookie-mode document says get documented answers."""
+    """Requests built as the cookie-mode document describes get documented responses."""
     document = openapi_spec(app)
     create_user(app, "alice")
 
@@ -410,8 +410,8 @@ def run_schemathesis(
 
     The access token goes in the Authorization header. In cookie mode the login
     sets cookies instead, which go into ``config`` as the values of the
-    document's cookie and CSRF security schemes, so that schemathesis knows
-    which request parts carry them.
+    document's cookie and CSRF security schemes, so that schemathesis puts them
+    in the request parts that the schemes name.
     """
     login = server.post(
         "/auth/login", json={"username": USERNAME, "password": PASSWORD}
