@@ -3,8 +3,10 @@
 Per backend: ``flask db upgrade`` and ``flask users create`` run as subprocesses
 on a new empty database, gunicorn serves the app with two workers on 127.0.0.1,
 and ``requests`` logs in, calls /api/me, refreshes, replays a spent refresh token,
-logs in again and logs out. The server runs with ``FLASK_REFRESH_REUSE_GRACE=0``,
-so the replay counts as reuse at once instead of after the 10 second default.
+logs in again and logs out. requests-oauthlib then runs the password and refresh
+grants, as an OAuth client library would. The server runs with
+``FLASK_REFRESH_REUSE_GRACE=0``, so the replay counts as reuse at once instead of
+after the 10 second default.
 
 The same server then gets chunked bodies: longer than the body limit, exactly
 at it, and with malformed chunk sizes and terminators that gunicorn rejects while
@@ -32,6 +34,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 from helpers import PASSWORD, SECRET_KEY, driverless_url
+from oauthlib.oauth2 import LegacyApplicationClient
+from requests_oauthlib import OAuth2Session
 
 from flask_refresh.models import FAMILY_TABLE, TOKEN_TABLE
 
@@ -314,6 +318,50 @@ def test_rotation_reuse_and_logout_over_http(
     assert "Refresh token reuse detected" in log
     for token in seen_refresh_tokens + seen_access_tokens:
         assert token not in log
+
+
+def test_oauth_client_library_works_unchanged(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests-oauthlib's password and refresh grants work without adapters."""
+    # oauthlib refuses plain HTTP unless told that transport security is handled
+    # elsewhere; this server listens on 127.0.0.1 only.
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    oauth = OAuth2Session(client=LegacyApplicationClient(client_id="example-client"))
+
+    issued = oauth.fetch_token(
+        server.base_url + "/auth/login",
+        username=USERNAME,
+        password=PASSWORD,
+        include_client_id=True,
+        timeout=REQUEST_TIMEOUT_SECONDS,
+    )
+    assert issued["token_type"] == "Bearer"
+    assert issued["expires_in"] > 0
+    first_refresh_token = issued["refresh_token"]
+
+    me = oauth.get(server.base_url + "/api/me", timeout=REQUEST_TIMEOUT_SECONDS)
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == USERNAME
+
+    refreshed = oauth.refresh_token(
+        server.base_url + "/auth/refresh",
+        client_id="example-client",
+        timeout=REQUEST_TIMEOUT_SECONDS,
+    )
+    assert refreshed["refresh_token"] != first_refresh_token
+    assert refreshed["access_token"] != issued["access_token"]
+    assert (
+        claims_of(refreshed["access_token"])["sid"]
+        == claims_of(issued["access_token"])["sid"]
+    )
+
+    # The session now sends the new access token.
+    me_again = oauth.get(server.base_url + "/api/me", timeout=REQUEST_TIMEOUT_SECONDS)
+    assert me_again.status_code == 200, me_again.text
+    assert me_again.request.headers["Authorization"] == (
+        f"Bearer {refreshed['access_token']}"
+    )
 
 
 # ---------------------------------------------------------------------------
