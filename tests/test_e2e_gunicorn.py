@@ -324,8 +324,8 @@ def test_oauth_client_library_works_unchanged(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """requests-oauthlib's password and refresh grants work without adapters."""
-    # oauthlib refuses plain HTTP unless told that transport security is handled
-    # elsewhere; this server listens on 127.0.0.1 only.
+    # oauthlib rejects plain HTTP unless this variable is set. The server listens
+    # on 127.0.0.1 only, so no token crosses a network.
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     oauth = OAuth2Session(client=LegacyApplicationClient(client_id="example-client"))
 
