@@ -279,6 +279,11 @@ def _refused_by_pyjwt(secret: bytes) -> bool:
 
 
 def _is_key_encoding(data: bytes) -> bool:
+    # DER is binary: its last byte may be 0x09-0x0d or 0x20, which strip() would
+    # remove, so the untouched bytes are tried first.
+    if _is_der_key(data):
+        return True
+
     stripped = data.strip()
     if stripped.startswith(_UTF8_BOM):
         stripped = stripped[len(_UTF8_BOM) :].strip()

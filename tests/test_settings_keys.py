@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import RSAAlgorithm
 from signing_keys import (
     ASYMMETRIC_ALGORITHMS,
@@ -518,3 +518,34 @@ def test_unused_cookie_name_not_checked() -> None:
     )
 
     assert settings.refresh_cookie_name == "__Host-rt"
+
+
+def der_ending_in_whitespace() -> bytes:
+    """Return an Ed25519 public key in DER whose last byte is ASCII white space.
+
+    About one random key in 43 ends this way, so 2000 tries all but never fail.
+    """
+    for _ in range(2000):
+        key = ed25519.Ed25519PrivateKey.generate().public_key()
+        der = key.public_bytes(
+            serialization.Encoding.DER,
+            serialization.PublicFormat.SubjectPublicKeyInfo,
+        )
+        if der[-1:].isspace():
+            return der
+    raise AssertionError("no key in 2000 ended in a white space byte")
+
+
+@pytest.mark.parametrize(
+    "encode", [bytes.hex, base64.b64encode, bytes], ids=["hex", "base64", "raw"]
+)
+def test_der_ending_in_whitespace_rejected(encode: Any) -> None:
+    der = der_ending_in_whitespace()
+    secret = encode(der)
+    if isinstance(secret, str):
+        secret = secret.encode()
+
+    with pytest.raises(ConfigError) as error:
+        load_settings({"REFRESH_SECRET_KEY": secret})
+
+    assert str(error.value).startswith("REFRESH_SECRET_KEY is an encoded public")
