@@ -25,6 +25,11 @@ HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
+#: Longest accepted duration. Instants are computed as now plus a few of these
+#: (a session's end plus leeway), and must stay within datetime's year 9999.
+MAX_DURATION = timedelta(days=100 * 365)
+
+
 def parse_duration(key: str, value: object, *, allow_zero: bool = False) -> timedelta:
     if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
         raise ConfigError(
@@ -32,17 +37,23 @@ def parse_duration(key: str, value: object, *, allow_zero: bool = False) -> time
         )
 
     if isinstance(value, timedelta):
-        duration = value
+        seconds = value.total_seconds()
+    elif math.isfinite(value):
+        seconds = float(value)
     else:
-        if not math.isfinite(value):
-            raise ConfigError(f"{key} must be a finite number of seconds.")
-        duration = timedelta(seconds=value)
+        raise ConfigError(f"{key} must be a finite number of seconds.")
 
-    if duration < timedelta(0) or (duration == timedelta(0) and not allow_zero):
+    # Checked in seconds, before timedelta() would overflow on a huge number.
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         limit = "zero or more" if allow_zero else "more than zero"
         raise ConfigError(f"{key} must be {limit} seconds, got {value!r}.")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigError(
+            f"{key} must be at most {MAX_DURATION.days} days"
+            f" ({int(MAX_DURATION.total_seconds())} seconds), got {value!r}."
+        )
 
-    return duration
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
 def parse_bool(key: str, value: object) -> bool:

@@ -26,6 +26,7 @@ from helpers import (
 from example_app import auth, db
 from example_app.models import User
 from flask_refresh import signals
+from flask_refresh.config_values import MAX_DURATION
 
 
 @pytest.fixture
@@ -568,3 +569,24 @@ def test_retry_of_disabled_user_is_not_reuse(
     assert response.json["error_description"] == "The user account is disabled."
     assert family_rows(app)[0].revoked_at is None
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+LONGEST = {
+    "REFRESH_ACCESS_TOKEN_LIFETIME": MAX_DURATION,
+    "REFRESH_IDLE_TIMEOUT": MAX_DURATION,
+    "REFRESH_SESSION_LIFETIME": MAX_DURATION,
+    "REFRESH_LEEWAY": MAX_DURATION,
+}
+
+
+@pytest.mark.parametrize("config_overrides", [LONGEST])
+def test_longest_durations_work(client: FlaskClient, alice: int) -> None:
+    """The longest allowed lifetimes and leeway overflow no date computation."""
+    issued = login(client)
+    assert issued["session_expires_in"] == int(MAX_DURATION.total_seconds())
+
+    rotated = refresh(client, issued["refresh_token"])
+    assert rotated.status_code == 200, rotated.json
+
+    me = client.get("/api/me", headers=bearer(rotated.json["access_token"]))
+    assert me.status_code == 200, me.json

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_refresh.config_values import MAX_DURATION
 from flask_refresh.settings import DEFAULTS, ConfigError, load_settings
 
 SECRET = "s" * 32
@@ -66,6 +67,40 @@ def test_lifetime_of_wrong_type_rejected(value: object) -> None:
         load_settings(
             {"REFRESH_SECRET_KEY": SECRET, "REFRESH_ACCESS_TOKEN_LIFETIME": value}
         )
+
+
+DURATION_KEYS = [
+    "REFRESH_ACCESS_TOKEN_LIFETIME",
+    "REFRESH_IDLE_TIMEOUT",
+    "REFRESH_SESSION_LIFETIME",
+    "REFRESH_REUSE_GRACE",
+    "REFRESH_LEEWAY",
+    "REFRESH_REVOCATION_CACHE_TTL",
+    "REFRESH_PURGE_AFTER",
+    "REFRESH_JWKS_MAX_AGE",
+]
+
+
+@pytest.mark.parametrize("key", DURATION_KEYS)
+@pytest.mark.parametrize(
+    "value",
+    [MAX_DURATION.total_seconds() + 1, 10**12, 1e20, timedelta(days=40_000)],
+    ids=["one-second-over", "1e12-int", "1e20-float", "timedelta"],
+)
+def test_overlong_duration_rejected(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"REFRESH_SECRET_KEY": SECRET, key: value})
+
+    assert str(error.value).startswith(f"{key} must be at most 36500 days")
+
+
+@pytest.mark.parametrize("key", DURATION_KEYS)
+def test_longest_duration_accepted(key: str) -> None:
+    settings = load_settings(
+        {"REFRESH_SECRET_KEY": SECRET, key: MAX_DURATION.total_seconds()}
+    )
+
+    assert MAX_DURATION in vars(settings).values()
 
 
 def test_durations_accept_seconds_and_timedelta() -> None:
