@@ -36,7 +36,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
     """Load the user of an access token's ``sub`` claim."""
-    if not user_id.isdigit():
+    # str.isdigit() and int() also accept other scripts' digits ("١" is 1, and
+    # int("²") raises), so only ASCII digits are ids.
+    if not (user_id.isascii() and user_id.isdigit()):
         return None
 
     return db.session.get(User, int(user_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from helpers import (
 from sqlalchemy.engine import make_url
 
 from example_app import auth, create_app, database_url, db, development_secret
-from example_app.models import User
+from example_app.models import User, load_user
 from flask_refresh import get_state
 
 NEW_PASSWORD = "a new password, long enough"
@@ -209,6 +209,33 @@ def test_me_returns_id_and_username(client: FlaskClient, alice: int) -> None:
 
     assert response.status_code == 200
     assert response.json == {"id": alice, "username": "alice"}
+
+
+def arabic_indic(digits: str) -> str:
+    """Return ``digits`` written with Arabic-Indic digits, which int() accepts."""
+    return "".join(chr(0x0660 + int(digit)) for digit in digits)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        arabic_indic,
+        lambda digits: "\u00b2",
+        lambda digits: f" {digits}",
+        lambda digits: f"{digits}\n",
+        lambda digits: f"+{digits}",
+        lambda digits: f"{digits}.0",
+        lambda digits: "",
+    ],
+    ids=["arabic-indic", "superscript", "space", "newline", "plus", "float", "empty"],
+)
+def test_loader_takes_ascii_digits_only(
+    app: Flask, alice: int, variant: Callable[[str], str]
+) -> None:
+    """Only the str(id) that login issues loads a user, never another digit form."""
+    with app.app_context():
+        assert load_user(variant(str(alice))) is None
+        assert load_user(str(alice)) is not None
 
 
 def test_me_without_token_unauthorized(client: FlaskClient, alice: int) -> None:
