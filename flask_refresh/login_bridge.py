@@ -41,6 +41,20 @@ def use_token_user(claims: dict[str, Any]) -> None:
     g.pop("_login_user", None)
 
 
+def load_token_user() -> None:
+    """Load ``current_user`` now, as its first use in a view would.
+
+    :raises InvalidToken: the token's user was deleted or is inactive.
+    """
+    manager = getattr(current_app, "login_manager", None)
+    if manager is None or g.get(_TOKEN_USER_KEY) is None:
+        return
+
+    # Flask-Login's current_user loads the user the same way on first use.
+    if "_login_user" not in g:
+        manager._load_user()
+
+
 def _wrap_load_user(manager: Any) -> None:
     if getattr(manager, _WRAPPED_FLAG, False):
         return

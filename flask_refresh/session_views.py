@@ -10,6 +10,7 @@ from flask import Response, jsonify
 from .decorators import get_claims, jwt_required
 from .errors import InvalidToken, SessionNotFound
 from .extension import State, get_state
+from .login_bridge import load_token_user
 from .store import (
     RevokeReason,
     list_sessions,
@@ -24,12 +25,15 @@ def _current_owner(state: State) -> tuple[str, Any]:
     """Return the current session id and its user id.
 
     These routes read the session row anyway, so they refuse a revoked session's
-    access token whether or not ``REFRESH_CHECK_REVOKED`` is on.
+    access token whether or not ``REFRESH_CHECK_REVOKED`` is on. They also
+    refuse the token of a deleted or inactive user, as ``current_user`` does.
     """
     session_id = get_claims()["sid"]
     user_id = session_owner(state, session_id)
     if user_id is None:
         raise InvalidToken("The session of this access token was revoked.")
+
+    load_token_user()
 
     return session_id, user_id
 

@@ -22,8 +22,10 @@ from helpers import (
     bearer,
     create_user,
     driverless_url,
+    family_rows,
     login,
     refresh,
+    session_of,
 )
 from sqlalchemy.engine import make_url
 
@@ -188,6 +190,33 @@ def test_deactivated_user_access_token_rejected(
     assert response.status_code == 401
     assert response.json is not None
     assert response.json["error"] == "invalid_token"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/auth/sessions"),
+        ("POST", "/auth/logout-all"),
+        ("POST", "/auth/logout-others"),
+        ("DELETE", "/auth/sessions/{sid}"),
+    ],
+)
+def test_deactivated_user_session_routes_rejected(
+    app: Flask, client: FlaskClient, alice: int, method: str, path: str
+) -> None:
+    body = login(client)
+    sid = session_of(body["access_token"])
+
+    assert run_cli(app, "users", "deactivate", "alice").exit_code == 0
+    response = client.open(
+        path.format(sid=sid), method=method, headers=bearer(body["access_token"])
+    )
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.json is not None
+    assert response.json["error"] == "invalid_token"
+    assert family_rows(app)[0].revoked_at is None
 
 
 def test_deactivate_unknown_user_fails(app: Flask) -> None:
