@@ -18,7 +18,7 @@ from .store import (
     revoke_user_families,
     session_owner,
 )
-from .views import blueprint
+from .views import blueprint, empty_response
 
 
 def _current_owner(state: State) -> tuple[str, Any]:
@@ -71,7 +71,7 @@ def sessions() -> Response:
 
 @blueprint.delete("/sessions/<session_id>")
 @jwt_required()
-def delete_session(session_id: str) -> tuple[str, int]:
+def delete_session(session_id: str) -> Response:
     """Revoke one of the user's sessions; another user's session is a 404."""
     state = get_state()
     _, user_id = _current_owner(state)
@@ -89,7 +89,7 @@ def delete_session(session_id: str) -> tuple[str, int]:
     if not revoked:
         raise SessionNotFound()
 
-    return "", 204
+    return empty_response(204)
 
 
 @blueprint.post("/logout-all")

@@ -42,6 +42,13 @@ MAX_USERNAME_LENGTH = 255
 blueprint = Blueprint("flask_refresh", __name__)
 
 
+def empty_response(status: int) -> Response:
+    """Return a response with no body and, since it has none, no Content-Type."""
+    response = current_app.response_class(status=status)
+    del response.headers["Content-Type"]
+    return response
+
+
 def client_info() -> ClientInfo:
     """Describe the client of the current request for the session list."""
     return ClientInfo(
@@ -194,7 +201,7 @@ def logout() -> Response:
     """
     state = get_state()
     settings = state.settings
-    response = current_app.response_class(status=204)
+    response = empty_response(204)
     credential = find_refresh_token(request, state, "refresh_token", "token")
     from_cookie = credential is not None and credential.from_cookie
     if from_cookie:
@@ -222,7 +229,7 @@ def logout() -> Response:
 
 
 @blueprint.post("/revoke")
-def revoke() -> tuple[str, int]:
+def revoke() -> Response:
     """Revoke a refresh or access token, as RFC 7009 describes.
 
     Either kind revokes the whole session it belongs to. The response is 200 for
@@ -256,7 +263,7 @@ def revoke() -> tuple[str, int]:
             user_id=user_id,
         )
 
-    return "", 200
+    return empty_response(200)
 
 
 def _session_of_refresh_token(state: State, token: str) -> tuple[str, Any] | None:

@@ -26,6 +26,7 @@ def test_logout_revokes_family(app: Flask, client: FlaskClient, alice: int) -> N
 
     assert response.status_code == 204
     assert response.data == b""
+    assert "Content-Type" not in response.headers
     assert refresh(client, tokens["refresh_token"]).status_code == 400
     assert refresh(client, other_session["refresh_token"]).status_code == 200
     with app.app_context():

@@ -172,6 +172,7 @@ def test_unknown_token_is_200(
             response = post(client, {"token": token, "token_type_hint": hint})
             assert response.status_code == 200, (post.__name__, hint)
             assert response.data == b""
+            assert "Content-Type" not in response.headers
 
     assert revoked_reasons(app) == {session_of(tokens["access_token"]): None}
 

@@ -274,6 +274,7 @@ def test_delete_revokes_own_session(
 
     assert response.status_code == 204
     assert response.data == b""
+    assert "Content-Type" not in response.headers
     families = family_by_id(app)
     assert families[other_id].revoked_reason == "logout"
     assert families[session_of(current["access_token"])].revoked_at is None
