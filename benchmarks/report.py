@@ -130,7 +130,17 @@ def render_table(table: Table) -> list[str]:
     return lines
 
 
-def machine_lines(databases: tuple[str, ...], skipped: dict[str, str]) -> list[str]:
+def code_version() -> str:
+    """Name the commit checked out, and whether the library or app differ from it."""
+    code = "commit " + _git("rev-parse", "--short", "HEAD")
+    if _git("status", "--porcelain", "--", "flask_refresh", "example_app"):
+        code += " with uncommitted changes to flask_refresh/ or example_app/"
+    return code
+
+
+def machine_lines(
+    databases: tuple[str, ...], skipped: dict[str, str], code: str
+) -> list[str]:
     """Describe the machine, the software versions and the code measured."""
     cpu = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
@@ -161,9 +171,6 @@ def machine_lines(databases: tuple[str, ...], skipped: dict[str, str]) -> list[s
         )
     except OSError:
         wrk = "not installed"
-    code = "commit " + _git("rev-parse", "--short", "HEAD")
-    if _git("status", "--porcelain", "--", "flask_refresh", "example_app"):
-        code += " with uncommitted changes to flask_refresh/ or example_app/"
     servers = []
     for backend in BACKENDS:
         if backend in databases:
@@ -209,8 +216,13 @@ def render_report(
     seconds: float,
     load_before: tuple[float, float, float],
     load_after: tuple[float, float, float],
+    code: str,
 ) -> str:
-    """Return the whole Markdown page."""
+    """Return the whole Markdown page.
+
+    ``code`` is :func:`code_version` as it was when the run started, because
+    commits made while it ran did not reach the processes it measured.
+    """
     by_suite = {result.suite: result for result in results}
     schedule = QUICK_SCHEDULE if quick else FULL_SCHEDULE
     lines = [
@@ -238,7 +250,7 @@ def render_report(
         "",
         "## Machine and versions",
         "",
-        *machine_lines(databases, skipped),
+        *machine_lines(databases, skipped, code),
         "",
         "## Targets",
         "",

@@ -131,7 +131,7 @@ def main() -> None:
         parse_databases,
         server_error,
     )
-    from benchmarks.report import render_report
+    from benchmarks.report import code_version, render_report
 
     arguments = parse_arguments()
     requested = parse_databases(arguments.databases)
@@ -172,6 +172,7 @@ def main() -> None:
         rerender(arguments, databases, skipped)
         return
 
+    code = code_version()
     workdir = Path(tempfile.mkdtemp(prefix="flask-refresh-bench-"))
     environment = dict(os.environ)
     if arguments.redis_url:
@@ -224,6 +225,7 @@ def main() -> None:
             "seconds": time.time() - started,
             "load_before": load_before,
             "load_after": os.getloadavg(),
+            "code": code,
         }
         (workdir / RUN_FACTS).write_text(json.dumps(run_facts))
     report = render_report(
@@ -236,6 +238,7 @@ def main() -> None:
         seconds=time.time() - started,
         load_before=load_before,
         load_after=os.getloadavg(),
+        code=code,
     )
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(report)
@@ -274,6 +277,7 @@ def rerender(
         seconds=facts["seconds"],
         load_before=tuple(facts["load_before"]),
         load_after=tuple(facts["load_after"]),
+        code=facts["code"],
     )
     arguments.output.write_text(report)
     log(f"wrote {arguments.output} from {directory}")
