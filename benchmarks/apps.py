@@ -82,8 +82,8 @@ def add_baseline_routes(app: Flask) -> None:
 def build_ours_app(database_url: str, **config: Any) -> Flask:
     """Build the example app on ``database_url`` with a protected benchmark route.
 
-    ``config`` adds or overrides ``REFRESH_*`` keys, such as
-    ``REFRESH_CHECK_REVOKED``.
+    ``config`` adds or overrides config keys, such as ``REFRESH_CHECK_REVOKED``
+    or ``SQLALCHEMY_ENGINE_OPTIONS``.
     """
     from example_app import create_app
     from flask_refresh import jwt_required

@@ -340,6 +340,35 @@ def test_rotation_runs_at_read_committed(app: Flask, backend: str) -> None:
     assert after.replace("-", " ").upper() == "REPEATABLE READ"
 
 
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+@pytest.mark.parametrize(
+    "config_overrides",
+    [{"SQLALCHEMY_ENGINE_OPTIONS": {"isolation_level": "READ COMMITTED"}}],
+)
+def test_read_committed_engine_skips_set(app: Flask) -> None:
+    """An engine already at READ COMMITTED needs no SET TRANSACTION per refresh."""
+    username = create_stress_user(app)
+    presented = login_token(app, username)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = app.test_client().post(
+            "/auth/refresh", json={"refresh_token": presented}
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+    assert response.status_code == 200
+    assert any(statement.startswith(SPEND_PREFIX) for statement in statements)
+    assert not [s for s in statements if s.upper().startswith("SET ")]
+
+
 # ---------------------------------------------------------------------------
 # Worker processes of two separately started instances
 # ---------------------------------------------------------------------------
