@@ -36,8 +36,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
     """Load the user of an access token's ``sub`` claim."""
-    # str.isdigit() and int() also accept other scripts' digits ("١" is 1, and
-    # int("²") raises), so only ASCII digits are ids.
+    # str.isdigit() and int() also accept other scripts' digits (int() reads
+    # Arabic-Indic "\u0661" as 1, and raises for superscript "\u00b2"), so only
+    # ASCII digits are ids.
     if not (user_id.isascii() and user_id.isdigit()):
         return None
 
