@@ -164,7 +164,7 @@ def decode_access_token(
 
     header: dict[str, Any] = decoded["header"]
     claims: dict[str, Any] = decoded["payload"]
-    if any(name in header for name in KEY_HEADER_PARAMETERS):
+    if not header.keys().isdisjoint(KEY_HEADER_PARAMETERS):
         raise InvalidToken(
             "The access token header carries a key, which is not accepted."
         )

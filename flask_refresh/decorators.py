@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-from flask import g, request
+from flask import current_app, g, request
 
 from .access_tokens import decode_access_token
 from .cookies import check_csrf
@@ -95,7 +95,8 @@ def verify_jwt_in_request(*, optional: bool = False, fresh: bool = False) -> Non
         setattr(g, _CLAIMS_KEY, {})
         return
 
-    state = get_state()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = get_state(app)
     credential = find_access_token(request, state)
     if credential is None:
         if not optional:
@@ -114,8 +115,9 @@ def verify_jwt_in_request(*, optional: bool = False, fresh: bool = False) -> Non
     if fresh and not claims["fresh"]:
         raise InsufficientScope()
 
-    setattr(g, _CLAIMS_KEY, claims)
-    use_token_user(claims)
+    request_globals = g._get_current_object()
+    setattr(request_globals, _CLAIMS_KEY, claims)
+    use_token_user(app, request_globals, claims)
 
 
 def get_claims() -> dict[str, Any]:

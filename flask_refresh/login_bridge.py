@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flask import current_app, g
+from flask import Flask, current_app, g
 
 from .errors import InvalidToken
 
@@ -27,18 +27,24 @@ _WRAPPED_FLAG = "_flask_refresh_wrapped"
 _wrap_lock = threading.Lock()
 
 
-def use_token_user(claims: dict[str, Any]) -> None:
-    """Make ``current_user`` load the user of ``claims["sub"]`` in this request."""
-    manager = getattr(current_app, "login_manager", None)
+def use_token_user(app: Flask, request_globals: Any, claims: dict[str, Any]) -> None:
+    """Make ``current_user`` load the user of ``claims["sub"]`` in this request.
+
+    ``app`` and ``request_globals`` are ``current_app`` and ``g`` already
+    resolved, because every protected request calls this and each proxy lookup
+    costs more than the work done here.
+    """
+    manager = getattr(app, "login_manager", None)
     if manager is None:
         # Without Flask-Login the app reads get_claims() instead of current_user.
         return
 
     _wrap_load_user(manager)
-    setattr(g, _TOKEN_USER_KEY, claims)
+    attributes = vars(request_globals)
+    attributes[_TOKEN_USER_KEY] = claims
     # Drop a user resolved earlier in this request (by a before_request handler
     # reading current_user, say), so that the token's user takes its place.
-    g.pop("_login_user", None)
+    attributes.pop("_login_user", None)
 
 
 def load_token_user() -> None:
