@@ -82,7 +82,7 @@ def main() -> None:
     order = ["raw", "raw_route", "ours", "fje", "simplejwt"]
     if backend == "mariadb":
         # MariaDB starts transactions at REPEATABLE READ, so rotation sends SET
-        # TRANSACTION first; an engine already at READ COMMITTED skips it.
+        # TRANSACTION first. An engine already at READ COMMITTED skips it.
         committed = apps.build_ours_app(
             url, SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": "READ COMMITTED"}
         )

@@ -26,7 +26,7 @@ def _current_owner(state: State) -> tuple[str, Any]:
 
     These routes read the session row anyway, so they refuse a revoked session's
     access token whether or not ``REFRESH_CHECK_REVOKED`` is on. They also
-    refuse the token of a deleted or inactive user, as ``current_user`` does.
+    reject the token of a deleted or inactive user, as ``current_user`` does.
     """
     session_id = get_claims()["sid"]
     user_id = session_owner(state, session_id)
