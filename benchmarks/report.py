@@ -131,7 +131,7 @@ def render_table(table: Table) -> list[str]:
 
 
 def code_version() -> str:
-    """Name the commit checked out, and whether the library or app differ from it."""
+    """Return the commit checked out, noting changes to the library or the app."""
     code = "commit " + _git("rev-parse", "--short", "HEAD")
     if _git("status", "--porcelain", "--", "flask_refresh", "example_app"):
         code += " with uncommitted changes to flask_refresh/ or example_app/"

@@ -294,6 +294,21 @@ SESSION_LEVEL_QUERIES = {
 }
 
 
+def refresh_while_listening(
+    app: Flask, refresh_token: str, event: str, listener: Callable[..., None]
+) -> Any:
+    """POST one refresh with ``listener`` attached to the engine's ``event``."""
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, event, listener)
+    try:
+        return app.test_client().post(
+            "/auth/refresh", json={"refresh_token": refresh_token}
+        )
+    finally:
+        sa.event.remove(engine, event, listener)
+
+
 @pytest.mark.parametrize("backend", ["postgresql", "mariadb"], indirect=True)
 @pytest.mark.parametrize(
     "config_overrides",
@@ -323,15 +338,9 @@ def test_rotation_runs_at_read_committed(app: Flask, backend: str) -> None:
             during.append(level_cursor.fetchone()[0])
             level_cursor.close()
 
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "after_cursor_execute", record_level)
-    try:
-        response = app.test_client().post(
-            "/auth/refresh", json={"refresh_token": presented}
-        )
-    finally:
-        sa.event.remove(engine, "after_cursor_execute", record_level)
+    response = refresh_while_listening(
+        app, presented, "after_cursor_execute", record_level
+    )
     with app.app_context():
         after = db.session.execute(sa.text(SESSION_LEVEL_QUERIES[backend])).scalar_one()
 
@@ -354,19 +363,11 @@ def test_read_committed_engine_skips_set(app: Flask) -> None:
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        response = app.test_client().post(
-            "/auth/refresh", json={"refresh_token": presented}
-        )
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+    response = refresh_while_listening(app, presented, "before_cursor_execute", record)
 
     assert response.status_code == 200
     assert any(statement.startswith(SPEND_PREFIX) for statement in statements)
-    assert not [s for s in statements if s.upper().startswith("SET ")]
+    assert not [statement for statement in statements if statement.startswith("SET ")]
 
 
 # ---------------------------------------------------------------------------
