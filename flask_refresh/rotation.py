@@ -7,17 +7,18 @@ read transaction that cannot later be upgraded to a write, and would give MariaD
 snapshot older than the row the UPDATE locks.
 
 The winner inserts the successor, derived from the spent token with an HMAC, in the
-same transaction. A loser reads the row to learn why it lost. A token spent within
-the grace interval is a client retrying (a lost response, two tabs), and it gets
-the same successor again. After the interval, the token was stolen or replayed, so
-its whole family is revoked.
+same transaction; on PostgreSQL in the same statement (see :mod:`.rotation_sql`).
+A loser reads the row to learn why it lost. A token spent within the grace
+interval is a client retrying (a lost response, two tabs), and it gets the same
+successor again. After the interval, the token was stolen or replayed, so its
+whole family is revoked.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
@@ -28,9 +29,15 @@ from .database import database_errors_as_unavailable, rowcount
 from .errors import InvalidGrant, TemporarilyUnavailable
 from .rotation_sql import (
     EXPIRY_CUTOFF,
+    IDLE_END,
+    IP_ADDRESS,
+    JWT_ID,
     NOW,
     SPENT_HASH,
+    SUCCESSOR_HASH,
     SUCCESSOR_ID,
+    USER_AGENT,
+    combined_rotation,
     rotation_statements,
     use_read_committed,
 )
@@ -49,6 +56,28 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_refresh")
 
 
+class _Spent(NamedTuple):
+    """What the spending statement learned about the token it spent."""
+
+    user_id: Any
+    family_id: str
+    session_expires_at: datetime
+    claims: dict[str, Any] | None
+    owner: Any
+    #: The successor's expiry, when the same statement inserted it.
+    successor_expires_at: datetime | None
+
+
+class _Successor(NamedTuple):
+    """The token that replaces the spent one, and its row's values."""
+
+    token: str
+    id: str
+    jwt_id: str
+    now: datetime
+    client: ClientInfo
+
+
 def rotate(
     state: State, presented: str, *, now: datetime, client: ClientInfo
 ) -> IssuedRefreshToken:
@@ -64,69 +93,112 @@ def rotate(
         raise InvalidGrant()
 
     token_hash = hash_refresh_token(presented)
-    successor = derive_successor(state.successor_key, presented)
-    successor_id = new_id()
-    jwt_id = new_jti()
-    client = client.truncated()
-    statements = rotation_statements(state.models)
+    successor = _Successor(
+        token=derive_successor(state.successor_key, presented),
+        id=new_id(),
+        jwt_id=new_jti(),
+        now=now,
+        client=client.truncated(),
+    )
     session = state.db.session
 
     with database_errors_as_unavailable(state, "rotating a refresh token"):
-        use_read_committed(state)
-        spent = session.execute(
-            statements.spend,
-            {
-                SPENT_HASH: token_hash,
-                NOW: now,
-                EXPIRY_CUTOFF: now - state.settings.leeway,
-                SUCCESSOR_ID: successor_id,
-            },
-        )
-        if rowcount(spent) != 1:
+        if use_read_committed(state) == "postgresql":
+            spent = _spend_and_insert(state, token_hash, successor)
+        else:
+            spent = _spend(state, token_hash, successor)
+        if spent is None:
             session.rollback()
             return _explain_loss(state, presented, token_hash, now=now)
 
-        user_id, family_id, session_expires_at, claims, owner = session.execute(
-            statements.read_spent, {SPENT_HASH: token_hash}
-        ).one()
-
-        if not owner.is_active:
+        if not spent.owner.is_active:
             session.rollback()
-            logger.debug("Refresh rejected: user %s is inactive.", user_id)
+            logger.debug("Refresh rejected: user %s is inactive.", spent.user_id)
             raise InvalidGrant("The user account is disabled.")
 
-        expires_at = min(now + state.settings.idle_timeout, session_expires_at)
-        subject = subject_of(owner)
-
-        session.execute(
-            statements.insert_successor,
-            {
-                "id": successor_id,
-                "token_hash": hash_refresh_token(successor),
-                "family_id": family_id,
-                "user_id": user_id,
-                "jwt_id": jwt_id,
-                "created_at": now,
-                "expires_at": expires_at,
-                "user_agent": client.user_agent,
-                "ip_address": client.ip_address,
-            },
-        )
+        subject = subject_of(spent.owner)
+        expires_at = spent.successor_expires_at or _insert(state, spent, successor)
         session.commit()
 
-    _send_rotated(user_id, family_id, retry=False)
+    _send_rotated(spent.user_id, spent.family_id, retry=False)
     return IssuedRefreshToken(
-        token=successor,
-        token_id=successor_id,
-        family_id=family_id,
-        jwt_id=jwt_id,
+        token=successor.token,
+        token_id=successor.id,
+        family_id=spent.family_id,
+        jwt_id=successor.jwt_id,
         subject=subject,
-        user_id=user_id,
+        user_id=spent.user_id,
         expires_at=expires_at,
-        session_expires_at=session_expires_at,
+        session_expires_at=spent.session_expires_at,
         fresh=False,
-        claims=claims,
+        claims=spent.claims,
     )
+
+
+def _spend_and_insert(
+    state: State, token_hash: str, successor: _Successor
+) -> _Spent | None:
+    """Spend the token and insert its successor in one statement (PostgreSQL)."""
+    now = successor.now
+    row = state.db.session.execute(
+        combined_rotation(state.models),
+        {
+            SPENT_HASH: token_hash,
+            NOW: now,
+            EXPIRY_CUTOFF: now - state.settings.leeway,
+            SUCCESSOR_ID: successor.id,
+            SUCCESSOR_HASH: hash_refresh_token(successor.token),
+            JWT_ID: successor.jwt_id,
+            IDLE_END: now + state.settings.idle_timeout,
+            USER_AGENT: successor.client.user_agent,
+            IP_ADDRESS: successor.client.ip_address,
+        },
+    ).one_or_none()
+    return None if row is None else _Spent(*row)
+
+
+def _spend(state: State, token_hash: str, successor: _Successor) -> _Spent | None:
+    """Spend the token and read what its successor needs; insert nothing yet."""
+    statements = rotation_statements(state.models)
+    now = successor.now
+    session = state.db.session
+    result = session.execute(
+        statements.spend,
+        {
+            SPENT_HASH: token_hash,
+            NOW: now,
+            EXPIRY_CUTOFF: now - state.settings.leeway,
+            SUCCESSOR_ID: successor.id,
+        },
+    )
+    if rowcount(result) != 1:
+        return None
+
+    user_id, family_id, session_expires_at, claims, owner = session.execute(
+        statements.read_spent, {SPENT_HASH: token_hash}
+    ).one()
+    return _Spent(user_id, family_id, session_expires_at, claims, owner, None)
+
+
+def _insert(state: State, spent: _Spent, successor: _Successor) -> datetime:
+    """Insert the successor of a token :func:`_spend` spent; return its expiry."""
+    now = successor.now
+    expires_at = min(now + state.settings.idle_timeout, spent.session_expires_at)
+    state.db.session.execute(
+        rotation_statements(state.models).insert_successor,
+        {
+            "id": successor.id,
+            "token_hash": hash_refresh_token(successor.token),
+            "family_id": spent.family_id,
+            "user_id": spent.user_id,
+            "jwt_id": successor.jwt_id,
+            "created_at": now,
+            "expires_at": expires_at,
+            "user_agent": successor.client.user_agent,
+            "ip_address": successor.client.ip_address,
+        },
+    )
+    return expires_at
 
 
 def _explain_loss(

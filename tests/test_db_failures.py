@@ -55,10 +55,9 @@ def other_engine(database_url: str) -> Iterator[sa.Engine]:
 
 
 @contextlib.contextmanager
-def after_statement(
-    app: Flask, prefix: str, action: DBAPIAction
-) -> Iterator[list[str]]:
-    """Call ``action(dbapi_connection)`` once, after the first matching statement.
+def after_statement(app: Flask, part: str, action: DBAPIAction) -> Iterator[list[str]]:
+    """Call ``action(dbapi_connection)`` once, after the first statement containing
+    ``part``.
 
     Yields the list of statements the action ran after, to check it fired.
     """
@@ -67,7 +66,7 @@ def after_statement(
     fired: list[str] = []
 
     def listener(conn: sa.Connection, cursor: Any, statement: str, *args: Any) -> None:
-        if not fired and statement.startswith(prefix):
+        if not fired and part in statement:
             fired.append(statement)
             action(conn.connection.dbapi_connection)
 
@@ -79,16 +78,15 @@ def after_statement(
 
 
 @contextlib.contextmanager
-def before_statement(
-    app: Flask, prefix: str, action: DBAPIAction
-) -> Iterator[list[str]]:
-    """Call ``action(dbapi_connection)`` once, before the first matching statement."""
+def before_statement(app: Flask, part: str, action: DBAPIAction) -> Iterator[list[str]]:
+    """Call ``action(dbapi_connection)`` once, before the first statement containing
+    ``part``."""
     with app.app_context():
         engine = db.engine
     fired: list[str] = []
 
     def listener(conn: sa.Connection, cursor: Any, statement: str, *args: Any) -> None:
-        if not fired and statement.startswith(prefix):
+        if not fired and part in statement:
             fired.append(statement)
             action(conn.connection.dbapi_connection)
 
@@ -116,6 +114,19 @@ def before_commit(app: Flask, action: DBAPIAction) -> Iterator[list[str]]:
         yield fired
     finally:
         sa.event.remove(engine, "commit", listener)
+
+
+def before_insert(
+    backend: str, app: Flask, action: DBAPIAction
+) -> contextlib.AbstractContextManager[list[str]]:
+    """Call ``action(dbapi_connection)`` once, before the successor's INSERT.
+
+    On PostgreSQL the spending UPDATE and the INSERT are one statement, so the
+    action runs before that statement; on MariaDB it runs after the UPDATE.
+    """
+    if backend == "postgresql":
+        return before_statement(app, SPEND, action)
+    return after_statement(app, SPEND, action)
 
 
 def run_query(dbapi_connection: Any, statement: str) -> Any:
@@ -377,7 +388,7 @@ def test_lock_timeout_rolls_back(
 
     with other_engine.connect() as holder:
         lock_user_row(holder, alice)
-        with after_statement(app, SPEND, shorten_lock_wait) as fired:
+        with before_insert(backend, app, shorten_lock_wait) as fired:
             response = refresh(client, presented)
         holder.rollback()
 
@@ -435,12 +446,12 @@ def test_deadlock_rolls_back(
     (spent,) = family_tokens(app, presented)
     token = auth.models.token
     app_connection: list[int] = []
-    spend_done = threading.Event()
+    connection_known = threading.Event()
     responses: list[Any] = []
 
     def remember_connection(dbapi_connection: Any) -> None:
         app_connection.append(session_id(backend, dbapi_connection))
-        spend_done.set()
+        connection_known.set()
 
     def send_refresh() -> None:
         responses.append(refresh(client, presented))
@@ -453,10 +464,10 @@ def test_deadlock_rolls_back(
         )
         lock_user_row(second, alice)
 
-        with after_statement(app, SPEND, remember_connection) as fired:
+        with before_insert(backend, app, remember_connection) as fired:
             request = threading.Thread(target=send_refresh)
             request.start()
-            assert spend_done.wait(WAIT_TIMEOUT_SECONDS)
+            assert connection_known.wait(WAIT_TIMEOUT_SECONDS)
             wait_for_lock(backend, other_engine, app_connection[0])
             # Closes the cycle, and returns once the app's transaction is gone.
             second.execute(

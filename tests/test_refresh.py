@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from helpers import (
     SECRET_KEY,
     FakeClock,
+    StatementCounter,
     TokenInvariants,
     bearer,
     create_user,
@@ -90,6 +91,28 @@ def test_refresh_links_successor(app: Flask, client: FlaskClient, alice: int) ->
     assert child.used_at is None
     assert child.family_id == parent.family_id
     assert child.jwt_id == claims_of(second["access_token"])["jti"]
+
+
+#: The statements of a winning refresh: PostgreSQL spends and inserts in one, and
+#: MariaDB first sets the next transaction's isolation level.
+ROTATION_STATEMENTS = {
+    "sqlite": ["UPDATE", "SELECT", "INSERT"],
+    "postgresql": ["WITH"],
+    "mariadb": ["SET", "UPDATE", "SELECT", "INSERT"],
+}
+
+
+def test_refresh_statements(
+    app: Flask, client: FlaskClient, alice: int, backend: str
+) -> None:
+    presented = login(client)["refresh_token"]
+
+    with StatementCounter(app) as counter:
+        response = refresh(client, presented)
+
+    assert response.status_code == 200
+    kinds = [statement.split()[0] for statement in counter.statements]
+    assert kinds == ROTATION_STATEMENTS[backend]
 
 
 def test_refresh_accepts_oauth_form(client: FlaskClient, alice: int) -> None:
@@ -304,7 +327,10 @@ def test_inactive_user_cannot_refresh(
     assert response.status_code == 400
     assert response.json is not None
     assert response.json["error_description"] == "The user account is disabled."
-    assert all(row.used_at is None for row in token_rows(app))
+    # Nothing spent and, on PostgreSQL where one statement also inserted the
+    # successor, nothing inserted.
+    (row,) = token_rows(app)
+    assert row.used_at is None
 
 
 def test_deleted_user_token_rejected(
