@@ -44,8 +44,12 @@ SECTIONS = (
         "Per-request check",
         "A GET of a protected JSON route with a valid access token. The bare route"
         " has no check; the hand-written decorator reads the Bearer header and calls"
-        ' `jwt.decode`, the least any JWT check can do, and is the reference ("the'
-        ' limit"). The bare route, the limit, Flask-JWT-Extended and flask-refresh'
+        " `jwt.decode`, the least a check through PyJWT's `jwt.decode` can do, and"
+        ' is the reference ("the limit"). `jwt.decode` checks on every call that'
+        " the HMAC secret is not an encoded public or private key. flask-refresh"
+        " checks its secrets once, at start-up, so the same decorator with that"
+        " check done once is shown too. The bare route, the limits,"
+        " Flask-JWT-Extended and flask-refresh"
         " run in one app with the same extensions, on the same access token of"
         " flask-refresh (Flask-JWT-Extended decodes its own token of the same"
         " shape). The revocation-checking variants add one primary key lookup per"

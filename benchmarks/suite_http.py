@@ -31,6 +31,7 @@ CACHE_TTL_SECONDS = 60
 LABELS = {
     "bare": "bare JSON route (no auth)",
     "handwritten": "hand-written jwt.decode decorator (the limit)",
+    "checked_once": apps.CHECKED_ONCE_LABEL,
     "fje": "Flask-JWT-Extended @jwt_required()",
     "ours": "flask-refresh @jwt_required(), stateless",
     "ours_revoked": "flask-refresh, REFRESH_CHECK_REVOKED, no cache",
@@ -87,6 +88,7 @@ def main() -> None:
     variants: dict[str, tuple[str, str, str]] = {
         "bare": ("stateless", apps.BARE_PATH, access),
         "handwritten": ("stateless", apps.HANDWRITTEN_PATH, access),
+        "checked_once": ("stateless", apps.CHECKED_ONCE_PATH, access),
         "fje": ("stateless", apps.FJE_PATH, fje_access),
         "ours": ("stateless", apps.PROTECTED_PATH, access),
         "ours_revoked": ("revoked", apps.PROTECTED_PATH, access),

@@ -72,6 +72,10 @@ def build_operations(
         stateless, apps.HANDWRITTEN_PATH, ours_token
     )
     labels["handwritten"] = "hand-written jwt.decode decorator (the limit)"
+    operations["checked_once"] = request_operation(
+        stateless, apps.CHECKED_ONCE_PATH, ours_token
+    )
+    labels["checked_once"] = apps.CHECKED_ONCE_LABEL
 
     fje_access, _ = apps.fje_tokens(stateless)
     operations["fje"] = request_operation(stateless, apps.FJE_PATH, fje_access)
@@ -134,7 +138,7 @@ def main() -> None:
         operations, schedule_for(options), progress=lambda text: log(f"  {text}")
     )
 
-    first = ["bare", "handwritten", "fje", "ours"]
+    first = ["bare", "handwritten", "checked_once", "fje", "ours"]
     order = first + [name for name in operations if name not in first]
     summaries = summarize(samples, reference="handwritten", names=order)
     by_bare = {s.name: s for s in summarize(samples, reference="bare")}

@@ -107,7 +107,7 @@ def encode_access_token(
     if signer.kid is not None:
         headers["kid"] = signer.kid
 
-    token = jwt.encode(
+    token = signer.codec.encode(
         claims, signer.signing_key, algorithm=signer.algorithm, headers=headers
     )
     return IssuedAccessToken(token=token, jti=jti, expires_in=lifetime)
@@ -143,7 +143,7 @@ def decode_access_token(
 
     key = _verifying_key(settings, token)
     try:
-        decoded = jwt.decode_complete(
+        decoded = key.codec.decode_complete(
             token,
             key.verifying_key,
             algorithms=[key.algorithm],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -19,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt
 from jwt.algorithms import HMACAlgorithm, get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 from jwt.utils import is_pem_format
 
 from .config_values import HMAC_KEY_BYTES, ConfigError
+from .jwt_codec import pyjwt_for
 
 SETTING = "REFRESH_SIGNING_KEYS"
 
@@ -77,6 +80,11 @@ class SigningKey:
     def is_asymmetric(self) -> bool:
         """True for an RSA, EC or OKP key, which belongs in the JWKS."""
         return ALGORITHM_KEY_TYPES[self.algorithm] != "oct"
+
+    @functools.cached_property
+    def codec(self) -> jwt.PyJWT:
+        """The PyJWT instance that signs and verifies with this key."""
+        return pyjwt_for(self.algorithm, self.verifying_key)
 
 
 @dataclass(frozen=True)
