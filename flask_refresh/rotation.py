@@ -57,12 +57,13 @@ logger = logging.getLogger("flask_refresh")
 
 
 class _Spent(NamedTuple):
-    """What the spending statement learned about the token it spent."""
+    """The facts the spending statement returned about the token it spent."""
 
     user_id: Any
     family_id: str
     session_expires_at: datetime
     claims: dict[str, Any] | None
+    #: The user; None when the host's loader criteria hide it.
     owner: Any
     #: The successor's expiry, when the same statement inserted it.
     successor_expires_at: datetime | None
@@ -111,6 +112,12 @@ def rotate(
             session.rollback()
             return _explain_loss(state, presented, token_hash, now=now)
 
+        if spent.owner is None:
+            # The row exists (deleting a user deletes its tokens), so the host
+            # hides it, for example soft-deleted users behind loader criteria.
+            session.rollback()
+            logger.debug("Refresh rejected: user %s is not visible.", spent.user_id)
+            raise InvalidGrant()
         if not spent.owner.is_active:
             session.rollback()
             logger.debug("Refresh rejected: user %s is inactive.", spent.user_id)

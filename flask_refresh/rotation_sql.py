@@ -112,7 +112,9 @@ def rotation_statements(models: Models) -> RotationStatements:
             user,
         )
         .join_from(token, family, family.c.id == token.c.family_id)
-        .join(user, user_pk == token.c.user_id)
+        # Outer, so that a user the host's loader criteria hide reads as None
+        # instead of losing the whole row.
+        .outerjoin(user, user_pk == token.c.user_id)
         .where(token.c.token_hash == sa.bindparam(SPENT_HASH))
     )
 
@@ -186,7 +188,7 @@ def combined_rotation(models: Models) -> sa.Select[Any]:
         )
         .select_from(spent)
         .join(successor, sa.true())
-        .join(user, user_pk == spent.c.user_id)
+        .outerjoin(user, user_pk == spent.c.user_id)
     )
 
 

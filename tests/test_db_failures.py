@@ -4,7 +4,8 @@ Each test makes the database fail during a refresh with a real mechanism. A
 second connection terminates or kills the app's connection, holds a lock that
 the app's INSERT needs, closes a deadlock cycle, or commits a conflicting
 serializable transaction, and a trigger rejects the INSERT. SQLAlchemy engine
-events pick the moment: after the spending UPDATE, or just before COMMIT.
+events pick the moment: before or after the statement that spends the token (on
+PostgreSQL it also inserts the successor), or just before COMMIT.
 
 Every failure must give 503 ``temporarily_unavailable`` with Retry-After, roll
 the transaction back (``used_at`` NULL again, no successor row), and leave the
@@ -508,7 +509,7 @@ def test_serialization_failure_rolls_back(
     flask-refresh runs a transaction it begins itself at READ COMMITTED, where
     this cannot happen. Here a second serializable transaction reads the token
     the app spent and writes the family the spend read, and commits first: a
-    read/write cycle that PostgreSQL breaks by failing the app's INSERT.
+    read/write cycle that PostgreSQL breaks by failing the app's transaction.
     """
 
     @app.before_request

@@ -23,6 +23,7 @@ from helpers import (
     refresh,
     verified_claims,
 )
+from sqlalchemy import orm
 
 from example_app import auth, db
 from example_app.models import User
@@ -329,6 +330,31 @@ def test_inactive_user_cannot_refresh(
     assert response.json["error_description"] == "The user account is disabled."
     # Nothing spent and, on PostgreSQL where one statement also inserted the
     # successor, nothing inserted.
+    (row,) = token_rows(app)
+    assert row.used_at is None
+
+
+def test_hidden_user_cannot_refresh(
+    app: Flask, client: FlaskClient, alice: int
+) -> None:
+    """A host that hides users with global loader criteria, as for soft deletion."""
+    presented = login(client)["refresh_token"]
+
+    def hide_alice(execute_state: orm.ORMExecuteState) -> None:
+        if execute_state.is_select:
+            execute_state.statement = execute_state.statement.options(
+                orm.with_loader_criteria(User, User.username != "alice")
+            )
+
+    sa.event.listen(db.session, "do_orm_execute", hide_alice)
+    try:
+        response = refresh(client, presented)
+    finally:
+        sa.event.remove(db.session, "do_orm_execute", hide_alice)
+
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"] == "invalid_grant"
     (row,) = token_rows(app)
     assert row.used_at is None
 
