@@ -28,7 +28,8 @@ class CheckedSecretHMAC(HMACAlgorithm):
     def __init__(self, hash_alg: Any, secret: str | bytes) -> None:
         super().__init__(hash_alg)
         self._secret = secret
-        # PyJWT's check, run now; it raises InvalidKeyError for a key-like secret.
+        # PyJWT's own check, run once. It raises InvalidKeyError for a key-like
+        # secret.
         self._prepared = super().prepare_key(secret)
 
     def prepare_key(self, key: str | bytes) -> bytes:

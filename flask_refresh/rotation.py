@@ -7,11 +7,11 @@ read transaction that cannot later be upgraded to a write, and would give MariaD
 snapshot older than the row the UPDATE locks.
 
 The winner inserts the successor, derived from the spent token with an HMAC, in the
-same transaction; on PostgreSQL in the same statement (see :mod:`.rotation_sql`).
-A loser reads the row to learn why it lost. A token spent within the grace
-interval is a client retrying (a lost response, two tabs), and it gets the same
-successor again. After the interval, the token was stolen or replayed, so its
-whole family is revoked.
+same transaction. On PostgreSQL it is also the same statement (see
+:mod:`.rotation_sql`). A loser reads the row to learn why it lost. A token spent
+within the grace interval is a client retrying (a lost response, two tabs), and
+it gets the same successor again. After the interval, the token was stolen or
+replayed, so its whole family is revoked.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def rotate(
     session = state.db.session
 
     with database_errors_as_unavailable(state, "rotating a refresh token"):
-        if use_read_committed(state) == "postgresql":
+        dialect = use_read_committed(state)
+        if dialect == "postgresql":
             spent = _spend_and_insert(state, token_hash, successor)
         else:
             spent = _spend(state, token_hash, successor)
@@ -124,7 +125,9 @@ def rotate(
             raise InvalidGrant("The user account is disabled.")
 
         subject = subject_of(spent.owner)
-        expires_at = spent.successor_expires_at or _insert(state, spent, successor)
+        expires_at = spent.successor_expires_at
+        if expires_at is None:
+            expires_at = _insert(state, spent, successor)
         session.commit()
 
     _send_rotated(spent.user_id, spent.family_id, retry=False)

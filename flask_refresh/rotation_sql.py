@@ -7,7 +7,7 @@ parameters, and SQLAlchemy's compiled cache does the rest.
 PostgreSQL runs the whole winning path as one statement: the spending UPDATE and
 the successor's INSERT are data-modifying CTEs, so a refresh costs three round
 trips (BEGIN, the statement, COMMIT) instead of five. SQLite and MariaDB cannot
-modify data in a CTE, and MariaDB has no ``UPDATE ... RETURNING``; they send the
+modify data in a CTE, and MariaDB has no ``UPDATE ... RETURNING``, so they send the
 UPDATE, a SELECT and the INSERT.
 """
 
@@ -36,7 +36,7 @@ SUCCESSOR_ID = "successor_id"
 #: The successor's columns, as parameters of the combined statement.
 SUCCESSOR_HASH = "successor_hash"
 JWT_ID = "successor_jwt_id"
-#: ``now`` plus ``REFRESH_IDLE_TIMEOUT``; the session's end caps it.
+#: ``now`` plus ``REFRESH_IDLE_TIMEOUT``, capped by the session's end in SQL.
 IDLE_END = "idle_end"
 USER_AGENT = "successor_user_agent"
 IP_ADDRESS = "successor_ip_address"
@@ -67,7 +67,7 @@ def _spendable(token: sa.Table) -> list[sa.ColumnElement[bool]]:
     return [
         token.c.token_hash == sa.bindparam(SPENT_HASH),
         token.c.used_at.is_(None),
-        token.c.expires_at > expiry_cutoff(),
+        token.c.expires_at > _cutoff_parameter(),
     ]
 
 
@@ -76,16 +76,16 @@ def _family_live(token: sa.Table, family: sa.Table) -> list[sa.ColumnElement[boo
     return [
         family.c.id == token.c.family_id,
         family.c.revoked_at.is_(None),
-        family.c.expires_at > expiry_cutoff(),
+        family.c.expires_at > _cutoff_parameter(),
     ]
 
 
-def now() -> sa.BindParameter[Any]:
+def _now_parameter() -> sa.BindParameter[Any]:
     """Return the bound parameter of the rotation's instant."""
     return sa.bindparam(NOW, type_=UTCDateTime())
 
 
-def expiry_cutoff() -> sa.BindParameter[Any]:
+def _cutoff_parameter() -> sa.BindParameter[Any]:
     """Return the bound parameter that live expiry dates are after."""
     return sa.bindparam(EXPIRY_CUTOFF, type_=UTCDateTime())
 
@@ -101,7 +101,7 @@ def rotation_statements(models: Models) -> RotationStatements:
     spend = (
         sa.update(token)
         .where(*_spendable(token), family_is_live)
-        .values(used_at=now(), replaced_by_id=sa.bindparam(SUCCESSOR_ID))
+        .values(used_at=_now_parameter(), replaced_by_id=sa.bindparam(SUCCESSOR_ID))
     )
     read_spent = (
         sa.select(
@@ -144,7 +144,7 @@ def combined_rotation(models: Models) -> sa.Select[Any]:
         # With the family's conditions in the WHERE clause, this renders UPDATE
         # ... FROM, so that RETURNING can give the family's columns.
         .where(*_spendable(token), *_family_live(token, family))
-        .values(used_at=now(), replaced_by_id=sa.bindparam(SUCCESSOR_ID))
+        .values(used_at=_now_parameter(), replaced_by_id=sa.bindparam(SUCCESSOR_ID))
         .returning(
             token.c.user_id,
             token.c.family_id,
@@ -159,7 +159,7 @@ def combined_rotation(models: Models) -> sa.Select[Any]:
         "family_id": spent.c.family_id,
         "user_id": spent.c.user_id,
         "jwt_id": column_value(JWT_ID, "jwt_id"),
-        "created_at": now(),
+        "created_at": _now_parameter(),
         "expires_at": sa.func.least(
             sa.bindparam(IDLE_END, type_=UTCDateTime()),
             spent.c.session_expires_at,
@@ -195,7 +195,7 @@ def combined_rotation(models: Models) -> sa.Select[Any]:
 def use_read_committed(state: State) -> str:
     """Run the next transaction at READ COMMITTED on PostgreSQL and MariaDB.
 
-    Returns the name of the database's dialect, which decides the statements.
+    Return the name of the database's dialect, which decides the statements.
 
     The conditional UPDATE's row lock is all rotation needs, and stricter levels
     turn waiting losers into errors. At MariaDB's default REPEATABLE READ the

@@ -123,7 +123,7 @@ def before_insert(
     """Call ``action(dbapi_connection)`` once, before the successor's INSERT.
 
     On PostgreSQL the spending UPDATE and the INSERT are one statement, so the
-    action runs before that statement; on MariaDB it runs after the UPDATE.
+    action runs before that statement. On MariaDB it runs after the UPDATE.
     """
     if backend == "postgresql":
         return before_statement(app, SPEND, action)
